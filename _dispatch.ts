@@ -1,0 +1,181 @@
+/**
+ * Batches framed requests into pool jobs. Requests framed during one turn of
+ * the event loop travel together, in one transferred buffer, to the
+ * longest-idle worker. While every worker is busy they gather in one pending
+ * batch (bounded by `maxQueue`), which the next worker to finish takes whole:
+ * under load, batches grow and messages per request fall.
+ */
+
+import { ByteWriter } from "./_bytes.ts";
+import { plainResponse } from "./_http.ts";
+import {
+  type FileBody,
+  REQUEST_FIELDS,
+  type RequestBatch,
+  RESPONSE_CLOSE,
+  RESPONSE_FIELDS,
+  RESPONSE_FILE,
+  type ResponseBatch,
+} from "./_wire.ts";
+import { type WorkerPool, WorkerPoolError } from "./pool.ts";
+
+/** One request's place in its connection's response order. */
+export class Pending {
+  /** Response bytes once known: the head, and the body unless `file` is set. */
+  bytes: Uint8Array | null = null;
+  /** A body to stream from disk after `bytes`. */
+  file: FileBody | undefined = undefined;
+  /** Close the connection after writing this response. */
+  close = false;
+  status = 0;
+  bodyBytes = 0;
+  workerId = -1;
+  /** The request line, kept only when access logging is on. */
+  requestLine = "";
+  /** Set when the client went away: nobody will write the response. */
+  cancelled = false;
+  readonly startedAt: number = performance.now();
+
+  /**
+   * @param onReady Called once the response bytes are set.
+   * @param interim A 1xx response that does not end the exchange.
+   */
+  constructor(readonly onReady: (pending: Pending) => void, readonly interim = false) {}
+
+  /** Sets the response and tells the connection. */
+  answer(bytes: Uint8Array, status: number, close: boolean, bodyBytes = 0): void {
+    this.bytes = bytes;
+    this.status = status;
+    this.close = close;
+    this.bodyBytes = bodyBytes;
+    this.onReady(this);
+  }
+}
+
+/** Options for {@linkcode Dispatcher}. */
+export interface DispatcherOptions {
+  /** Most requests waiting for a worker; beyond it requests get 503. */
+  maxQueue: number;
+}
+
+/** Collects requests into batches and runs them on the pool. */
+export class Dispatcher {
+  #pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>;
+  #maxQueue: number;
+  #writer = new ByteWriter(8192);
+  #index: number[] = [];
+  #waiting: Pending[] = [];
+  #scheduled = false;
+  #inFlight = 0;
+
+  constructor(
+    pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>,
+    options: DispatcherOptions,
+  ) {
+    this.#pool = pool;
+    this.#maxQueue = options.maxQueue;
+  }
+
+  /** Requests waiting for a worker. */
+  get queued(): number {
+    return this.#waiting.length;
+  }
+
+  /** Batches running on workers. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Queues one framed request; copies its bytes, so the caller may reuse its buffer.
+   * @returns `false` when the queue is full; the caller answers 503.
+   */
+  submit(pending: Pending, head: Uint8Array, body: Uint8Array, flags: number): boolean {
+    if (this.#waiting.length >= this.#maxQueue) return false;
+    const offset = this.#writer.length;
+    this.#writer.write(head);
+    this.#writer.write(body);
+    this.#index.push(offset, head.length, body.length, flags);
+    this.#waiting.push(pending);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // After every read that completed in this turn has been framed.
+      queueMicrotask(this.#flush);
+    }
+    return true;
+  }
+
+  #flush = (): void => {
+    this.#scheduled = false;
+    // With nothing in flight, let the pool decide even with no idle worker:
+    // it queues, or rejects at once when it is closed or broken.
+    if (this.#waiting.length > 0 && (this.#pool.idle > 0 || this.#inFlight === 0)) this.#send();
+  };
+
+  #send(): void {
+    const pendings = this.#waiting;
+    // Requests whose clients left while queued are skipped by an empty head.
+    for (let i = 0; i < pendings.length; i++) {
+      if (pendings[i].cancelled) this.#index[i * REQUEST_FIELDS + 1] = 0;
+    }
+    const batch: RequestBatch = {
+      bytes: this.#writer.take(),
+      index: new Uint32Array(this.#index),
+    };
+    this.#waiting = [];
+    this.#index = [];
+    this.#inFlight++;
+    this.#pool.run(batch, [batch.bytes.buffer, batch.index.buffer], {
+      onProgress: (reply) => deliver(pendings, reply),
+    }).then(
+      (reply) => deliver(pendings, reply),
+      (error) => fail(pendings, error),
+    ).finally(() => {
+      this.#inFlight--;
+      this.#flush();
+    });
+  }
+}
+
+function deliver(pendings: Pending[], reply: ResponseBatch): void {
+  const { bytes, index, files, workerId } = reply;
+  for (let i = 0; i < index.length; i += RESPONSE_FIELDS) {
+    const pending = pendings[index[i]];
+    const flags = index[i + 4];
+    pending.workerId = workerId;
+    if (flags & RESPONSE_FILE) pending.file = files.find((file) => file.request === index[i]);
+    pending.answer(
+      bytes.subarray(index[i + 1], index[i + 1] + index[i + 2]),
+      index[i + 3],
+      (flags & RESPONSE_CLOSE) !== 0,
+      index[i + 5],
+    );
+  }
+}
+
+/** The job failed as a whole: answer every request it had not answered yet. */
+function fail(pendings: Pending[], error: unknown): void {
+  let status = 500;
+  let message = "Internal Server Error";
+  if (error instanceof WorkerPoolError) {
+    if (error.code === "timeout") {
+      status = 504;
+      message = "The request handler ran past its deadline";
+    } else if (error.code === "closed") {
+      status = 503;
+      message = "The server is shutting down";
+    } else if (error.code === "worker-exited") {
+      message = "The worker handling this request crashed";
+    } else if (error.code === "startup-failed") {
+      status = 503;
+      message = "No worker could start";
+    }
+  } else {
+    console.error("A worker job failed:", error);
+  }
+  const close = status !== 500;
+  for (const pending of pendings) {
+    if (pending.bytes !== null) continue;
+    pending.answer(plainResponse(status, message, { close }), status, close, message.length + 1);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Logging for the server: leveled diagnostics, and an access log in Common
+ * Log Format that is buffered and written once per event-loop turn, so a busy
+ * server makes one write per batch rather than per request.
+ */
+
+/** How much the server says. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Every log level, quietest last. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** A logger that drops messages below its level. */
+export class Logger {
+  #rank: number;
+
+  /** @param level The quietest level still printed. */
+  constructor(level: LogLevel) {
+    this.#rank = LOG_LEVELS.indexOf(level);
+  }
+
+  /** Prints at debug level: the book's per-job lines. */
+  debug(message: string): void {
+    if (this.#rank <= 0) console.log(message);
+  }
+
+  /** Prints at info level: start-up and shutdown. */
+  info(message: string): void {
+    if (this.#rank <= 1) console.log(message);
+  }
+
+  /** Prints at warn level: clients cut off, workers replaced. */
+  warn(message: string): void {
+    if (this.#rank <= 2) console.error(message);
+  }
+
+  /** Prints at error level. */
+  error(message: string): void {
+    console.error(message);
+  }
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const encoder = new TextEncoder();
+
+/** Common Log Format lines plus duration and worker, written in batches. */
+export class AccessLog {
+  #lines: string[] = [];
+  #scheduled = false;
+  #second = -1;
+  #stamp = "";
+
+  /**
+   * Adds one line.
+   * @param remote Client address.
+   * @param requestLine The request line as received.
+   * @param status Response status.
+   * @param bytes Body bytes sent.
+   * @param ms Milliseconds from framing to written.
+   * @param workerId The worker that answered, or -1 for the main thread.
+   */
+  write(
+    remote: string,
+    requestLine: string,
+    status: number,
+    bytes: number,
+    ms: number,
+    workerId: number,
+  ): void {
+    const worker = workerId < 0 ? "main" : `w${workerId}`;
+    this.#lines.push(
+      `${remote} - - [${this.#now()}] "${requestLine}" ${status} ${bytes} ${
+        ms.toFixed(2)
+      }ms ${worker}\n`,
+    );
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  /** Writes any buffered lines now. */
+  flush(): void {
+    this.#flush();
+  }
+
+  #flush = (): void => {
+    this.#scheduled = false;
+    if (this.#lines.length === 0) return;
+    const bytes = encoder.encode(this.#lines.join(""));
+    this.#lines = [];
+    let offset = 0;
+    while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+  };
+
+  #now(): string {
+    const now = Date.now();
+    const second = Math.floor(now / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      const d = new Date(second * 1000);
+      const pad = (n: number) => String(n).padStart(2, "0");
+      this.#stamp = `${pad(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${
+        pad(d.getUTCHours())
+      }:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`;
+    }
+    return this.#stamp;
+  }
+}

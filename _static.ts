@@ -1,0 +1,310 @@
+/**
+ * The default request handler: the Rust Book's routes plus a careful static
+ * file server. It is an ordinary `(Request) => Response` handler; the worker
+ * may also call {@linkcode StaticApp.fast}, a shortcut that answers a plain
+ * GET/HEAD of a small, recently checked file from memory without building a
+ * `Request` or `Response` at all.
+ */
+
+// @ts-types="@types/mime-types"
+import mime from "mime-types";
+import { encoder, STATUS_TEXT } from "./_http.ts";
+
+/** Files up to this size are kept in memory; larger ones are streamed. */
+export const MAX_CACHED_FILE = 1 << 20;
+/** Most bytes of file bodies kept in memory per worker. */
+const MAX_CACHE_BYTES = 64 << 20;
+/** How long a cached file is trusted before it is stat()ed again. */
+const REVALIDATE_MS = 1000;
+
+/** Options for {@linkcode createStaticApp}. */
+export interface StaticOptions {
+  /** Directory to serve. */
+  root: string;
+  /** How long `GET /sleep` waits before answering, in milliseconds. */
+  sleepMs: number;
+}
+
+/** A response kept ready to write: everything but `date` and `connection`. */
+export interface CachedResponse {
+  status: number;
+  /** Status line and header lines, each ending in CRLF. */
+  head: Uint8Array;
+  body: Uint8Array;
+}
+
+/** Where a large file body comes from, for the worker to hand to the main thread. */
+export interface FileSlice {
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/** The static handler, with its shortcut. */
+export interface StaticApp {
+  /** Answers any request. */
+  fetch(request: Request): Promise<Response>;
+  /** Answers a plain GET/HEAD from memory, or returns `undefined`. */
+  fast(method: string, path: string, conditional: boolean): CachedResponse | undefined;
+  /** The file behind a streamed response, if `fetch` returned one. */
+  fileOf(response: Response): FileSlice | undefined;
+}
+
+interface CacheEntry {
+  cached: CachedResponse;
+  checkedAt: number;
+  realPath: string;
+  mtime: number;
+  size: number;
+}
+
+const ALLOW = "GET, HEAD, OPTIONS";
+const KNOWN_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE"]);
+
+/**
+ * Builds the static handler for `root`.
+ *
+ * @throws {Deno.errors.NotFound} If `root` does not exist.
+ */
+export async function createStaticApp(options: StaticOptions): Promise<StaticApp> {
+  const root = await Deno.realPath(options.root);
+  const cache = new Map<string, CacheEntry>();
+  let cacheBytes = 0;
+  const files = new WeakMap<Response, FileSlice>();
+
+  async function notFound(method: string): Promise<Response> {
+    let body: Uint8Array | string = "Not Found\n";
+    let type = "text/plain; charset=utf-8";
+    try {
+      body = await Deno.readFile(`${root}/404.html`);
+      type = "text/html; charset=utf-8";
+    } catch {
+      // No 404 page in this root: plain text will do.
+    }
+    return new Response(method === "HEAD" ? null : body as BodyInit, {
+      status: 404,
+      headers: {
+        "content-type": type,
+        "content-length": String(typeof body === "string" ? body.length : body.length),
+      },
+    });
+  }
+
+  function plain(status: number, message: string, headers: Record<string, string> = {}) {
+    return new Response(`${message}\n`, {
+      status,
+      headers: { "content-type": "text/plain; charset=utf-8", ...headers },
+    });
+  }
+
+  /** Maps a raw request path to a file inside the root, or a status. */
+  async function resolve(
+    rawPath: string,
+  ): Promise<{ realPath: string; info: Deno.FileInfo } | Response> {
+    const queryAt = rawPath.indexOf("?");
+    const encoded = queryAt === -1 ? rawPath : rawPath.slice(0, queryAt);
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(encoded);
+    } catch {
+      return plain(400, "Malformed percent-encoding in path");
+    }
+    if (decoded.includes("\0")) return plain(400, "NUL in path");
+    const segments = decoded.split(/[/\\]/).filter((segment) => segment !== "");
+    // ".." would climb out; other dot-names are hidden files. Neither is served.
+    if (segments.some((segment) => segment.startsWith("."))) return plain(404, "Not Found");
+    const wanted = [root, ...segments].join("/");
+    let realPath: string;
+    let info: Deno.FileInfo;
+    try {
+      realPath = await Deno.realPath(wanted);
+      if (realPath !== root && !realPath.startsWith(root + "/")) return plain(404, "Not Found");
+      info = await Deno.stat(realPath);
+    } catch {
+      return plain(404, "Not Found");
+    }
+    if (info.isDirectory) {
+      if (!encoded.endsWith("/")) {
+        const query = queryAt === -1 ? "" : rawPath.slice(queryAt);
+        return new Response(null, {
+          status: 301,
+          headers: { location: `${encoded}/${query}`, "content-length": "0" },
+        });
+      }
+      return resolve(`${encoded}index.html`);
+    }
+    if (!info.isFile) return plain(404, "Not Found");
+    return { realPath, info };
+  }
+
+  async function serveFile(
+    request: Request,
+    realPath: string,
+    info: Deno.FileInfo,
+    cacheKey: string | undefined,
+  ): Promise<Response> {
+    const mtime = info.mtime?.getTime() ?? 0;
+    const size = info.size;
+    const etag = `W/"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
+    const lastModified = new Date(mtime).toUTCString();
+    const type = mime.contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ||
+      "application/octet-stream";
+    const headers: Record<string, string> = {
+      "content-type": type,
+      etag,
+      "last-modified": lastModified,
+      "accept-ranges": "bytes",
+    };
+    const isHead = request.method === "HEAD";
+
+    if (isNotModified(request.headers, etag, mtime)) {
+      return new Response(null, { status: 304, headers: { etag, "last-modified": lastModified } });
+    }
+
+    const range = request.method === "GET"
+      ? parseRange(
+        request.headers.get("range"),
+        request.headers.get("if-range"),
+        size,
+        lastModified,
+      )
+      : undefined;
+    if (range === "unsatisfiable") {
+      return new Response("Range Not Satisfiable\n", {
+        status: 416,
+        headers: { "content-range": `bytes */${size}`, "content-type": "text/plain" },
+      });
+    }
+    const [offset, length, status] = range ? [range[0], range[1] - range[0] + 1, 206] : [
+      0,
+      size,
+      200,
+    ];
+    if (range) headers["content-range"] = `bytes ${range[0]}-${range[1]}/${size}`;
+    headers["content-length"] = String(length);
+
+    if (size <= MAX_CACHED_FILE) {
+      const bytes = await Deno.readFile(realPath);
+      const body = bytes.subarray(offset, offset + length);
+      if (status === 200 && cacheKey !== undefined && bytes.length === size) {
+        remember(cacheKey, realPath, mtime, headers, bytes);
+      }
+      return new Response(isHead ? null : body, { status, headers });
+    }
+    if (isHead) return new Response(null, { status, headers });
+    const file = await Deno.open(realPath);
+    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    const response = new Response(file.readable, { status, headers });
+    files.set(response, { path: realPath, offset, length });
+    return response;
+  }
+
+  function remember(
+    key: string,
+    realPath: string,
+    mtime: number,
+    headers: Record<string, string>,
+    body: Uint8Array,
+  ): void {
+    const old = cache.get(key);
+    if (old) cacheBytes -= old.size;
+    if (cacheBytes + body.length > MAX_CACHE_BYTES) return;
+    let head = `HTTP/1.1 200 OK\r\n`;
+    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+    cache.set(key, {
+      cached: { status: 200, head: encoder.encode(head), body },
+      checkedAt: Date.now(),
+      realPath,
+      mtime,
+      size: body.length,
+    });
+    cacheBytes += body.length;
+  }
+
+  async function fetch(request: Request): Promise<Response> {
+    const method = request.method;
+    if (method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: { allow: ALLOW } });
+    }
+    if (method !== "GET" && method !== "HEAD") {
+      return KNOWN_METHODS.has(method)
+        ? plain(405, STATUS_TEXT[405], { allow: ALLOW })
+        : plain(501, `Method ${method} is not implemented`, { allow: ALLOW });
+    }
+    const url = new URL(request.url);
+    const rawPath = url.pathname + url.search;
+    let lookup = rawPath;
+    let cacheKey: string | undefined = rawPath;
+    if (url.pathname === "/") {
+      lookup = "/hello.html";
+    } else if (url.pathname === "/sleep") {
+      // The book's slow request: this worker stays busy for the whole wait.
+      await new Promise((resolve) => setTimeout(resolve, options.sleepMs));
+      lookup = "/hello.html";
+      cacheKey = undefined;
+    }
+    const found = await resolve(lookup);
+    if (found instanceof Response) return found.status === 404 ? notFound(method) : found;
+    return serveFile(request, found.realPath, found.info, cacheKey);
+  }
+
+  function fast(method: string, path: string, conditional: boolean): CachedResponse | undefined {
+    if (conditional || (method !== "GET" && method !== "HEAD")) return undefined;
+    const entry = cache.get(path);
+    if (entry === undefined) return undefined;
+    if (Date.now() - entry.checkedAt > REVALIDATE_MS) {
+      // Too old to trust: let fetch() stat the file and refresh the entry.
+      cache.delete(path);
+      cacheBytes -= entry.size;
+      return undefined;
+    }
+    return entry.cached;
+  }
+
+  return { fetch, fast, fileOf: (response) => files.get(response) };
+}
+
+/** RFC 9110 §13.1.2 and §13.1.3: If-None-Match wins over If-Modified-Since. */
+function isNotModified(headers: Headers, etag: string, mtime: number): boolean {
+  const ifNoneMatch = headers.get("if-none-match");
+  if (ifNoneMatch !== null) {
+    if (ifNoneMatch.trim() === "*") return true;
+    const opaque = etag.replace(/^W\//, "");
+    return ifNoneMatch.split(",").some((tag) => tag.trim().replace(/^W\//, "") === opaque);
+  }
+  const since = headers.get("if-modified-since");
+  if (since !== null) {
+    const date = Date.parse(since);
+    if (!Number.isNaN(date)) return Math.floor(mtime / 1000) * 1000 <= date;
+  }
+  return false;
+}
+
+/**
+ * One `bytes=` range (RFC 9110 §14). Returns inclusive [first, last], or
+ * `undefined` to send the whole file (no header, malformed, several ranges,
+ * or an If-Range that does not match), or "unsatisfiable".
+ */
+function parseRange(
+  header: string | null,
+  ifRange: string | null,
+  size: number,
+  lastModified: string,
+): [number, number] | "unsatisfiable" | undefined {
+  if (header === null) return undefined;
+  // If-Range needs a strong match: our ETags are weak, so only the exact
+  // Last-Modified date keeps the range.
+  if (ifRange !== null && ifRange.trim() !== lastModified) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (match === null || (match[1] === "" && match[2] === "")) return undefined;
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return "unsatisfiable";
+    return [Math.max(0, size - suffix), size - 1];
+  }
+  const first = Number(match[1]);
+  const last = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (match[2] !== "" && Number(match[2]) < first) return undefined;
+  if (first >= size) return "unsatisfiable";
+  return [first, last];
+}

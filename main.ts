@@ -1,0 +1,537 @@
+/**
+ * brigade: an HTTP/1.1 server whose request handling runs on a fixed pool of
+ * module Web Workers. The main thread only accepts, frames and writes; a slow
+ * or CPU-heavy request occupies one worker and never stalls the others.
+ *
+ * Run it with `deno task start`, or import {@linkcode serve}.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Connection, type ConnectionOptions } from "./_connection.ts";
+import { Dispatcher, type Pending } from "./_dispatch.ts";
+import { plainResponse } from "./_http.ts";
+import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_log.ts";
+import type { RequestBatch, ResponseBatch, WorkerConfig } from "./_wire.ts";
+import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
+
+/** Options for {@linkcode serve}. Every limit has the default the CLI uses. */
+export interface ServeOptions {
+  /**
+   * Address to listen on.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * Port to listen on; 0 picks any free port.
+   * @default {7878}
+   */
+  port?: number;
+  /**
+   * Number of workers.
+   * @default {navigator.hardwareConcurrency}
+   */
+  workers?: number;
+  /**
+   * Directory the static handler serves.
+   * @default {"static"}
+   */
+  root?: string;
+  /**
+   * How long `GET /sleep` takes, in milliseconds.
+   * @default {5000}
+   */
+  sleepMs?: number;
+  /**
+   * URL of a module whose default export has `fetch(request)`, used instead
+   * of the static handler.
+   * @default {undefined}
+   */
+  handler?: string | URL;
+  /**
+   * Diagnostics level; "debug" prints the book's per-job lines.
+   * @default {"info"}
+   */
+  logLevel?: LogLevel;
+  /**
+   * Print a Common Log Format line per request.
+   * @default {false}
+   */
+  accessLog?: boolean;
+  /**
+   * Largest request body in bytes; larger gets 413 without being read.
+   * @default {1048576}
+   */
+  maxBody?: number;
+  /**
+   * Largest request head in bytes; larger gets 431.
+   * @default {16384}
+   */
+  maxHead?: number;
+  /**
+   * Largest request line in bytes; longer gets 414.
+   * @default {8192}
+   */
+  maxRequestLine?: number;
+  /**
+   * Requests per connection; the last response says `connection: close`.
+   * @default {1000}
+   */
+  maxRequests?: number;
+  /**
+   * Open connections; beyond it new ones get 503 and are closed.
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Requests waiting for a worker; beyond it requests get 503 with `retry-after`.
+   * @default {1024}
+   */
+  maxQueue?: number;
+  /**
+   * Milliseconds a request may run on a worker; past it the client gets 504
+   * and the worker is replaced.
+   * @default {30000}
+   */
+  timeout?: number;
+  /**
+   * Milliseconds for a request head to arrive (408 after).
+   * @default {10000}
+   */
+  headTimeout?: number;
+  /**
+   * Milliseconds a request body may stall between reads (408 after).
+   * @default {10000}
+   */
+  bodyTimeout?: number;
+  /**
+   * Milliseconds an idle keep-alive connection stays open.
+   * @default {5000}
+   */
+  idleTimeout?: number;
+  /**
+   * Milliseconds a response write may stall before the client is dropped.
+   * @default {10000}
+   */
+  writeTimeout?: number;
+  /**
+   * Milliseconds `close()` waits for in-flight requests before cutting them.
+   * @default {10000}
+   */
+  shutdownTimeout?: number;
+}
+
+/** What {@linkcode Server.close} had to cut off. */
+export interface ShutdownReport {
+  /** Connections closed with responses still owed, after the shutdown timeout. */
+  cut: number;
+}
+
+const DEFAULTS = {
+  hostname: "127.0.0.1",
+  port: 7878,
+  root: "static",
+  sleepMs: 5000,
+  logLevel: "info" as LogLevel,
+  maxBody: 1 << 20,
+  maxHead: 16 << 10,
+  maxRequestLine: 8 << 10,
+  maxRequests: 1000,
+  maxConnections: 10_000,
+  maxQueue: 1024,
+  timeout: 30_000,
+  headTimeout: 10_000,
+  bodyTimeout: 10_000,
+  idleTimeout: 5_000,
+  writeTimeout: 10_000,
+  shutdownTimeout: 10_000,
+};
+
+const MAX_PIPELINE = 64;
+const MAX_RESPONSE_BODY = 64 << 20;
+
+/**
+ * A running brigade server. Made by {@linkcode serve}.
+ */
+export class Server {
+  /** The address the server is bound to. */
+  readonly addr: Deno.NetAddr;
+  #listener: Deno.TcpListener;
+  #pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>;
+  #dispatcher: Dispatcher;
+  #connections = new Set<Connection>();
+  #options: ConnectionOptions;
+  #maxConnections: number;
+  #shutdownTimeout: number;
+  #logger: Logger;
+  #accessLog: AccessLog | undefined;
+  #sweeper: ReturnType<typeof setInterval>;
+  #accepting: Promise<void>;
+  #closed: Promise<ShutdownReport> | undefined;
+  #allClosed: (() => void) | undefined;
+
+  /** @internal Use {@linkcode serve}. */
+  constructor(listener: Deno.TcpListener, options: ServeOptions) {
+    const o = { ...DEFAULTS, ...definedOnly(options) };
+    this.addr = listener.addr;
+    this.#listener = listener;
+    this.#logger = new Logger(o.logLevel);
+    this.#maxConnections = o.maxConnections;
+    this.#shutdownTimeout = o.shutdownTimeout;
+    const config: WorkerConfig = {
+      root: o.root,
+      sleepMs: o.sleepMs,
+      handler: o.handler === undefined ? undefined : String(o.handler),
+      maxResponseBody: MAX_RESPONSE_BODY,
+    };
+    this.#pool = new WorkerPool(new URL("./worker.ts", import.meta.url), {
+      size: o.workers,
+      workerData: config,
+      timeout: o.timeout,
+      logger: this.#logger,
+    });
+    this.#dispatcher = new Dispatcher(this.#pool, { maxQueue: o.maxQueue });
+    if (o.accessLog) this.#accessLog = new AccessLog();
+    const accessLog = this.#accessLog;
+    this.#options = {
+      maxBody: o.maxBody,
+      maxHead: o.maxHead,
+      maxRequestLine: o.maxRequestLine,
+      maxRequests: o.maxRequests,
+      headTimeout: o.headTimeout,
+      bodyTimeout: o.bodyTimeout,
+      idleTimeout: o.idleTimeout,
+      writeTimeout: o.writeTimeout,
+      maxPipeline: MAX_PIPELINE,
+      onResponse: accessLog
+        ? (pending: Pending, remote: string) =>
+          accessLog.write(
+            remote,
+            pending.requestLine,
+            pending.status,
+            pending.bodyBytes,
+            performance.now() - pending.startedAt,
+            pending.workerId,
+          )
+        : undefined,
+    };
+    this.#sweeper = setInterval(() => this.#sweep(), 1000);
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** The server's base URL, such as `http://127.0.0.1:7878/`. */
+  get url(): string {
+    const host = this.addr.hostname.includes(":") ? `[${this.addr.hostname}]` : this.addr.hostname;
+    return `http://${host}:${this.addr.port}/`;
+  }
+
+  /** The number of workers. */
+  get workers(): number {
+    return this.#pool.size;
+  }
+
+  /** The worker pool's counters and timings. */
+  stats(): WorkerPoolStats {
+    return this.#pool.stats();
+  }
+
+  /**
+   * Stops accepting, lets in-flight and queued requests finish and write
+   * their responses, closes idle connections, then terminates the workers.
+   * After `shutdownTimeout` what is left is cut off. Safe to call twice.
+   *
+   * @returns How many connections were cut with responses still owed.
+   */
+  close(): Promise<ShutdownReport> {
+    this.#closed ??= this.#shutDown();
+    return this.#closed;
+  }
+
+  /** Same as {@linkcode close}, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #shutDown(): Promise<ShutdownReport> {
+    this.#listener.close();
+    await this.#accepting;
+    const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
+    for (const connection of [...this.#connections]) connection.drain();
+    if (this.#connections.size === 0) this.#allClosed?.();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.#shutdownTimeout);
+    });
+    const late = await Promise.race([allClosed.then(() => false), timedOut]);
+    clearTimeout(timer);
+    let cut = 0;
+    if (late) {
+      for (const connection of [...this.#connections]) {
+        if (connection.busy) cut++;
+        connection.close();
+      }
+      this.#pool.terminate();
+    }
+    await this.#pool.close();
+    clearInterval(this.#sweeper);
+    this.#accessLog?.flush();
+    return { cut };
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (true) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (error instanceof Deno.errors.BadResource || this.#closed) return;
+        // Out of file descriptors and the like: keep serving the rest.
+        this.#logger.warn(`accept failed: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        continue;
+      }
+      if (this.#closed) {
+        conn.close();
+        return;
+      }
+      if (this.#connections.size >= this.#maxConnections) {
+        this.#refuse(conn);
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // The peer is already gone; the read will say so.
+      }
+      this.#connections.add(
+        new Connection(conn, this.#dispatcher, this.#options, this.#forget),
+      );
+    }
+  }
+
+  #forget = (connection: Connection): void => {
+    this.#connections.delete(connection);
+    if (this.#closed && this.#connections.size === 0) this.#allClosed?.();
+  };
+
+  #refuse(conn: Deno.TcpConn): void {
+    const bytes = plainResponse(503, "Too many connections", {
+      close: true,
+      headers: ["retry-after: 1"],
+    });
+    conn.write(bytes).catch(() => {}).finally(() => {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    });
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const connection of this.#connections) connection.sweep(now);
+  }
+}
+
+/**
+ * Starts a brigade server.
+ *
+ * @param options Address, pool size, root and limits.
+ * @returns The running server, already listening.
+ * @throws {RangeError} If `workers` is not a positive integer.
+ * @throws {Deno.errors.AddrInUse} If the port is taken.
+ *
+ * @example Serve ./static on a free port, then stop
+ * ```ts
+ * import { serve } from "./main.ts";
+ *
+ * await using server = await serve({ port: 0, workers: 2 });
+ * const response = await fetch(server.url);
+ * await response.body?.cancel();
+ * ```
+ */
+export function serve(options: ServeOptions = {}): Promise<Server> {
+  const workers = options.workers ?? navigator.hardwareConcurrency;
+  if (!Number.isInteger(workers) || workers < 1) {
+    return Promise.reject(
+      new RangeError(
+        `Cannot start server: workers must be a positive integer, received ${workers}`,
+      ),
+    );
+  }
+  const listener = Deno.listen({
+    hostname: options.hostname ?? DEFAULTS.hostname,
+    port: options.port ?? DEFAULTS.port,
+  });
+  return Promise.resolve(new Server(listener, options));
+}
+
+const USAGE = `Usage: deno task start [options]
+
+Options:
+  --port <n>               port to listen on, 0 for any free port (default 7878)
+  --hostname <host>        address to listen on (default 127.0.0.1)
+  --workers <n>            worker count (default: number of CPUs)
+  --root <dir>             directory to serve (default static)
+  --sleep-ms <ms>          how long GET /sleep takes (default 5000)
+  --handler <module>       serve with a module's default { fetch } instead of files
+  --log-level <level>      debug, info, warn or error (default info)
+  --quiet                  no access log
+  --max-body <bytes>       largest request body (default 1048576)
+  --max-head <bytes>       largest request head (default 16384)
+  --max-requests <n>       requests per connection (default 1000)
+  --max-connections <n>    open connections (default 10000)
+  --max-queue <n>          requests waiting for a worker (default 1024)
+  --timeout <ms>           per-request deadline on a worker (default 30000)
+  --idle-timeout <ms>      keep-alive idle timeout (default 5000)
+  --head-timeout <ms>      time for a request head to arrive (default 10000)
+  --shutdown-timeout <ms>  drain time on SIGINT/SIGTERM (default 10000)
+  --help                   show this help`;
+
+/** Raised for a bad command line; the CLI prints its message and exits 2. */
+class UsageError extends Error {}
+
+/**
+ * Parses the command line into {@linkcode ServeOptions}.
+ *
+ * @param args Arguments after the script name.
+ * @returns The options, or `"help"` when `--help` was given.
+ * @throws {Error} A one-line message for a bad flag or value.
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "./main.ts";
+ *
+ * const options = parseFlags(["--port", "0", "--workers", "2"]);
+ * ```
+ */
+export function parseFlags(args: string[]): ServeOptions | "help" {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: "string" },
+        hostname: { type: "string" },
+        workers: { type: "string" },
+        root: { type: "string" },
+        "sleep-ms": { type: "string" },
+        handler: { type: "string" },
+        "log-level": { type: "string" },
+        quiet: { type: "boolean" },
+        "max-body": { type: "string" },
+        "max-head": { type: "string" },
+        "max-requests": { type: "string" },
+        "max-connections": { type: "string" },
+        "max-queue": { type: "string" },
+        timeout: { type: "string" },
+        "idle-timeout": { type: "string" },
+        "head-timeout": { type: "string" },
+        "shutdown-timeout": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0]);
+  }
+  if (values.help) return "help";
+  const logLevel = values["log-level"];
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new UsageError(
+      `--log-level must be one of ${LOG_LEVELS.join(", ")}, received ${logLevel}`,
+    );
+  }
+  const int = (name: string, value: string | undefined, min: number): number | undefined => {
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) {
+      throw new UsageError(
+        `--${name} must be an integer of at least ${min}, received ${JSON.stringify(value)}`,
+      );
+    }
+    return Number(value);
+  };
+  const port = int("port", values.port, 0);
+  if (port !== undefined && port > 65535) {
+    throw new UsageError(`--port must be at most 65535, received ${port}`);
+  }
+  return {
+    port,
+    hostname: values.hostname,
+    workers: int("workers", values.workers, 1),
+    root: values.root,
+    sleepMs: int("sleep-ms", values["sleep-ms"], 0),
+    handler: values.handler === undefined
+      ? undefined
+      : new URL(values.handler, `file://${Deno.cwd()}/`).href,
+    logLevel: logLevel as LogLevel | undefined,
+    accessLog: !values.quiet,
+    maxBody: int("max-body", values["max-body"], 0),
+    maxHead: int("max-head", values["max-head"], 64),
+    maxRequests: int("max-requests", values["max-requests"], 1),
+    maxConnections: int("max-connections", values["max-connections"], 1),
+    maxQueue: int("max-queue", values["max-queue"], 0),
+    timeout: int("timeout", values.timeout, 1),
+    idleTimeout: int("idle-timeout", values["idle-timeout"], 1),
+    headTimeout: int("head-timeout", values["head-timeout"], 1),
+    shutdownTimeout: int("shutdown-timeout", values["shutdown-timeout"], 0),
+  };
+}
+
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as Partial<T>;
+}
+
+async function main(): Promise<number> {
+  let options: ServeOptions | "help";
+  try {
+    options = parseFlags(Deno.args);
+  } catch (error) {
+    console.error(`brigade: ${(error as Error).message} (see --help)`);
+    return 2;
+  }
+  if (options === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  let server: Server;
+  try {
+    server = await serve(options);
+  } catch (error) {
+    console.error(`brigade: cannot start: ${(error as Error).message}`);
+    return 1;
+  }
+  console.log(`Listening on ${server.url} with ${server.workers} workers`);
+  const { promise: signalled, resolve } = Promise.withResolvers<Deno.Signal>();
+  let signals = 0;
+  const onSignal = (signal: Deno.Signal) => () => {
+    if (++signals > 1) {
+      console.error("Second signal: exiting now.");
+      Deno.exit(130);
+    }
+    resolve(signal);
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const handler = onSignal(signal);
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+  await signalled;
+  console.log("Shutting down.");
+  const report = await server.close();
+  for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  if (report.cut > 0) {
+    console.error(`Shutdown timed out: cut ${report.cut} connections with responses owed.`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}

@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { WorkerPool, WorkerPoolError } from "../pool.ts";
+import type { FaultCommand } from "./fixtures/fault_worker.ts";
+
+const FAULT = new URL("./fixtures/fault_worker.ts", import.meta.url);
+const ECHO = new URL("./fixtures/echo_worker.ts", import.meta.url);
+
+function faultPool(options: ConstructorParameters<typeof WorkerPool>[1] = {}) {
+  return new WorkerPool<FaultCommand, unknown, number>(FAULT, options);
+}
+
+/** A gate that jobs block on until the test opens it. */
+function gate() {
+  const shared = new SharedArrayBuffer(8);
+  const cells = new Int32Array(shared);
+  return {
+    shared,
+    open() {
+      Atomics.store(cells, 0, 1);
+      Atomics.notify(cells, 0);
+    },
+    /** How many gated jobs have started. */
+    started: () => Atomics.load(cells, 1),
+  };
+}
+
+Deno.test("new WorkerPool() rejects a size of 0, negative or fractional with a RangeError", () => {
+  for (const size of [0, -1, 1.5, Number.NaN]) {
+    assert.throws(() => new WorkerPool(ECHO, { size }), (error: unknown) => {
+      assert.ok(error instanceof RangeError);
+      assert.match(error.message, /^Cannot create WorkerPool: size must be a positive integer/);
+      assert.ok(error.message.endsWith(`received ${size}`), error.message);
+      return true;
+    });
+  }
+});
+
+Deno.test("new WorkerPool() rejects a relative worker URL with a TypeError", () => {
+  assert.throws(() => new WorkerPool("./worker.ts", { size: 1 }), TypeError);
+});
+
+Deno.test("WorkerPool.run() returns the worker's result", async () => {
+  await using pool = new WorkerPool<number, number>(ECHO, { size: 2 });
+  assert.deepEqual(await Promise.all([1, 2, 3, 4].map((n) => pool.run(n))), [1, 4, 9, 16]);
+});
+
+Deno.test("WorkerPool.run() runs N jobs on N workers at the same time", async () => {
+  const size = 3;
+  await using pool = faultPool({ size });
+  const shared = new SharedArrayBuffer(4);
+  // Each job waits until all three have arrived; one-at-a-time would time out.
+  const results = await Promise.all(
+    Array.from({ length: size }, () => pool.run({ op: "barrier", shared, parties: size })),
+  );
+  assert.deepEqual(results, [true, true, true]);
+});
+
+Deno.test("WorkerPool.run() queues when all workers are busy and runs the queue in FIFO order", async () => {
+  await using pool = faultPool({ size: 1 });
+  const g = gate();
+  const jobs = [0, 1, 2, 3].map((tag) => pool.run({ op: "gate", shared: g.shared, tag }));
+  // Only the first job can have started; the rest wait in the queue.
+  assert.equal(pool.stats().queued, 3);
+  assert.equal(pool.stats().busy, 1);
+  g.open();
+  const results = (await Promise.all(jobs)) as { tag: number; order: number }[];
+  assert.deepEqual(results.map((r) => r.order), [0, 1, 2, 3]);
+  assert.deepEqual(results.map((r) => r.tag), [0, 1, 2, 3]);
+});
+
+Deno.test("WorkerPool.run() gives a job to the longest-idle worker and reuses workers", async () => {
+  await using pool = faultPool({ size: 2 });
+  const ids: unknown[] = [];
+  for (let i = 0; i < 6; i++) ids.push(await pool.run({ op: "whoami" }));
+  // The worker that just finished goes to the back of the idle queue.
+  assert.deepEqual(ids, [0, 1, 0, 1, 0, 1]);
+  assert.equal(pool.stats().replaced, 0);
+});
+
+Deno.test("WorkerPool.run() moves transferred buffers instead of copying them", async () => {
+  await using pool = faultPool({ size: 1 });
+  const bytes = new Uint8Array([1, 2, 3, 4]);
+  const result = await pool.run({ op: "bytes", bytes }, [bytes.buffer]) as {
+    received: number;
+    reversed: Uint8Array;
+  };
+  assert.equal(bytes.byteLength, 0, "the sender's buffer is detached after transfer");
+  assert.equal(result.received, 4);
+  assert.deepEqual([...result.reversed], [4, 3, 2, 1]);
+});
+
+Deno.test("WorkerPool.run() reports progress before the result", async () => {
+  await using pool = faultPool({ size: 1 });
+  const seen: number[] = [];
+  const result = await pool.run({ op: "progress", count: 3 }, [], {
+    onProgress: (n) => seen.push(n),
+  });
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.equal(result, 3);
+});
+
+Deno.test("WorkerPool.run() rejects only the failing job, with the worker's message and stack", async () => {
+  await using pool = faultPool({ size: 1 });
+  const [thrown, rejected, fine] = await Promise.allSettled([
+    pool.run({ op: "throw", message: "bad input" }),
+    pool.run({ op: "reject", message: "no luck" }),
+    pool.run({ op: "echo", value: "still here" }),
+  ]);
+  assert.equal(thrown.status, "rejected");
+  const error = (thrown as PromiseRejectedResult).reason as Error;
+  assert.equal(error.name, "TypeError");
+  assert.equal(error.message, "bad input");
+  assert.match(error.stack ?? "", /fault_worker\.ts/);
+  assert.equal(rejected.status, "rejected");
+  assert.equal(((rejected as PromiseRejectedResult).reason as Error).name, "RangeError");
+  assert.deepEqual(fine, { status: "fulfilled", value: "still here" });
+  // The same worker answers again: an error inside a job does not kill it.
+  assert.equal(await pool.run({ op: "whoami" }), 0);
+  assert.equal(pool.stats().replaced, 0);
+});
+
+Deno.test("WorkerPool.run() survives an uncaught error in a worker without crashing the main thread", async () => {
+  await using pool = faultPool({ size: 1 });
+  await pool.run({ op: "echo", value: 1 }); // started and ready
+  const error = await pool.run({ op: "crash", message: "boom" }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "worker-exited");
+  assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+  assert.equal(pool.stats().replaced, 1);
+  assert.equal(pool.stats().workers, 1);
+});
+
+Deno.test("WorkerPool.close() lets running and queued jobs finish, then refuses new ones", async () => {
+  const pool = faultPool({ size: 1 });
+  const g = gate();
+  const running = pool.run({ op: "gate", shared: g.shared, tag: 0 });
+  const queued = pool.run({ op: "echo", value: "queued" });
+  const closed = pool.close();
+  const refused = await pool.run({ op: "echo", value: "late" }).catch((e) => e);
+  assert.ok(refused instanceof WorkerPoolError);
+  assert.equal(refused.code, "closed");
+  assert.match(refused.message, /^Cannot run a job: the pool is closed/);
+  g.open();
+  assert.deepEqual(await running, { tag: 0, order: 0 });
+  assert.equal(await queued, "queued");
+  await closed;
+  assert.equal(pool.close(), closed, "a second close() returns the same promise");
+  assert.deepEqual(
+    { workers: pool.stats().busy + pool.stats().idle, queued: pool.stats().queued },
+    { workers: 0, queued: 0 },
+  );
+});
+
+Deno.test("WorkerPool logs the book's lines at debug level", async () => {
+  const lines: string[] = [];
+  const logger = { debug: (m: string) => lines.push(m), info: (m: string) => lines.push(m) };
+  const pool = new WorkerPool<number, number>(ECHO, { size: 2, logger });
+  await pool.run(3);
+  await pool.close();
+  assert.deepEqual(lines, [
+    "Worker 0 got a job; executing.",
+    "Shutting down worker 0",
+    "Shutting down worker 1",
+  ]);
+});
