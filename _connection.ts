@@ -26,6 +26,8 @@ export interface ConnectionOptions extends FramingLimits {
   writeTimeout: number;
   /** Responses a connection may have outstanding before it stops reading. */
   maxPipeline: number;
+  /** A clock in milliseconds that the server advances a few times a second. */
+  clock: { now: number };
   /** Called with each finished exchange, for the access log. */
   onResponse: ((pending: Pending, remote: string) => void) | undefined;
 }
@@ -148,7 +150,7 @@ export class Connection {
 
   #setIdle(): void {
     this.#phase = Phase.Idle;
-    this.#readDeadline = performance.now() + this.#options.idleTimeout;
+    this.#readDeadline = this.#options.clock.now + this.#options.idleTimeout;
   }
 
   async #readLoop(): Promise<void> {
@@ -216,7 +218,7 @@ export class Connection {
           this.#enqueueAnswer(plainResponse(413, "Request too large", { close: true }), 413);
           return;
         }
-        const now = performance.now();
+        const now = options.clock.now;
         if (framer.inHead) {
           if (this.#phase !== Phase.Head) {
             this.#phase = Phase.Head;
@@ -246,7 +248,10 @@ export class Connection {
       this.#readDeadline = Infinity;
       const last = ++this.#requests >= options.maxRequests;
       const pending = new Pending(this.#onReady);
-      if (options.onResponse) pending.requestLine = requestLine(framed.head);
+      if (options.onResponse) {
+        pending.requestLine = requestLine(framed.head);
+        pending.startedAt = performance.now();
+      }
       this.#queue.push(pending);
       if (!this.#dispatcher.submit(pending, framed.head, framed.body, last ? REQUEST_LAST : 0)) {
         const body = "The server is overloaded; try again shortly";
@@ -296,7 +301,10 @@ export class Connection {
           last = next;
         }
         if (batch.length > 1) out = concat(batch);
-        await this.#writeAll(out);
+        this.#writeDeadline = this.#options.clock.now + this.#options.writeTimeout;
+        const written = await this.#conn.write(out);
+        if (written < out.length) await this.#writeAll(out.subarray(written));
+        this.#writeDeadline = Infinity;
         if (last.file) await this.#sendFile(last.file);
         if (this.#options.onResponse) {
           for (const pending of batch) {
@@ -325,7 +333,7 @@ export class Connection {
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
-    this.#writeDeadline = performance.now() + this.#options.writeTimeout;
+    this.#writeDeadline = this.#options.clock.now + this.#options.writeTimeout;
     let offset = 0;
     while (offset < bytes.length) {
       offset += await this.#conn.write(bytes.subarray(offset));

@@ -34,7 +34,8 @@ export class Pending {
   requestLine = "";
   /** Set when the client went away: nobody will write the response. */
   cancelled = false;
-  readonly startedAt: number = performance.now();
+  /** When the request was framed, in `performance.now()` time; set only for the access log. */
+  startedAt = 0;
 
   /**
    * @param onReady Called once the response bytes are set.

@@ -6,8 +6,8 @@
  * `Request` or `Response` at all.
  */
 
-// @ts-types="@types/mime-types"
-import mime from "mime-types";
+// @ts-types="npm:@types/mime-types@^3.0.1"
+import mime from "npm:mime-types@^3.0.2";
 import { encoder, STATUS_TEXT } from "./_http.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */

@@ -149,6 +149,8 @@ const DEFAULTS = {
 };
 
 const MAX_PIPELINE = 64;
+/** How often deadlines are checked; also the resolution of every timeout. */
+const SWEEP_MS = 250;
 const MAX_RESPONSE_BODY = 64 << 20;
 
 /**
@@ -167,6 +169,7 @@ export class Server {
   #logger: Logger;
   #accessLog: AccessLog | undefined;
   #sweeper: ReturnType<typeof setInterval>;
+  #clock = { now: performance.now() };
   #accepting: Promise<void>;
   #closed: Promise<ShutdownReport> | undefined;
   #allClosed: (() => void) | undefined;
@@ -204,6 +207,7 @@ export class Server {
       idleTimeout: o.idleTimeout,
       writeTimeout: o.writeTimeout,
       maxPipeline: MAX_PIPELINE,
+      clock: this.#clock,
       onResponse: accessLog
         ? (pending: Pending, remote: string) =>
           accessLog.write(
@@ -216,7 +220,7 @@ export class Server {
           )
         : undefined,
     };
-    this.#sweeper = setInterval(() => this.#sweep(), 1000);
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -330,7 +334,7 @@ export class Server {
   }
 
   #sweep(): void {
-    const now = performance.now();
+    const now = this.#clock.now = performance.now();
     for (const connection of this.#connections) connection.sweep(now);
   }
 }
