@@ -216,7 +216,10 @@ export function parseHead(text: string): RequestHead | HeadError {
     path = absolute[2] === "" ? "/" : absolute[2];
     if (path.charCodeAt(0) !== 0x2f) path = "/" + path;
   }
-  if (!/^[\x21-\x7e]+$/.test(target)) return { status: 400, message: "Malformed request target" };
+  // Visible ASCII only, and no fragment: a request-target never carries one.
+  if (!/^[\x21-\x22\x24-\x7e]+$/.test(target)) {
+    return { status: 400, message: "Malformed request target" };
+  }
 
   const keepAlive = minor === 1
     ? !hasToken(connection, "close")

@@ -235,6 +235,11 @@ export class Server {
     return this.#pool.size;
   }
 
+  /** Open client connections. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
   /** The worker pool's counters and timings. */
   stats(): WorkerPoolStats {
     return this.#pool.stats();

@@ -45,6 +45,8 @@ const CONDITIONAL_FIELDS = new Set([
   "if-range",
   "range",
 ]);
+// Method names that the Fetch standard upper-cases in `new Request()`.
+const FETCH_NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
 // Statuses whose responses never have a body (RFC 9110 §6.4.1).
 const NO_BODY = new Set([204, 304]);
 
@@ -288,6 +290,12 @@ function answerBatch(
       continue;
     }
     const keepAlive = parsed.keepAlive && (index[i + 3] & REQUEST_LAST) === 0;
+    if (FETCH_NORMALIZED.has(parsed.method.toUpperCase()) && !FETCH_NORMALIZED.has(parsed.method)) {
+      // Methods are case-sensitive, but `new Request()` would turn "get"
+      // into "GET": answer here, before the handler could be fooled.
+      writeError(reply, request, { status: 501, message: "Method not implemented" }, !keepAlive);
+      continue;
+    }
     const cached = app.static?.fast(parsed.method, parsed.path, isConditional(parsed));
     if (cached) {
       writeCached(reply, request, cached, parsed, keepAlive);

@@ -1,0 +1,150 @@
+/** Timeouts, connection limits, slow clients and slow readers. */
+import assert from "node:assert/strict";
+import { serve } from "../main.ts";
+import { exchange, readResponses } from "./_http_client.ts";
+
+const ROOT = new URL("../static/", import.meta.url).pathname;
+const encoder = new TextEncoder();
+const GET = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+function start(options: Parameters<typeof serve>[0] = {}) {
+  return serve({ port: 0, workers: 2, root: ROOT, logLevel: "warn", ...options });
+}
+
+/** Waits for `condition`, checking every few milliseconds; fails after `limitMs`. */
+async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test("a request head that does not arrive in time gets 408 and a close", async () => {
+  await using server = await start({ headTimeout: 300 });
+  const { responses, closed } = await exchange(server.addr.port, "GET / HTTP/1.1\r\nHo", {
+    awaitClose: true,
+  });
+  assert.deepEqual(responses.map((r) => r.status), [408]);
+  assert.equal(closed, true);
+});
+
+Deno.test("a request body that stalls gets 408 and a close", async () => {
+  await using server = await start({ bodyTimeout: 300 });
+  const { responses, closed } = await exchange(
+    server.addr.port,
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+    { awaitClose: true },
+  );
+  assert.deepEqual(responses.map((r) => r.status), [408]);
+  assert.equal(closed, true);
+});
+
+Deno.test("an idle keep-alive connection is closed without a response", async () => {
+  await using server = await start({ idleTimeout: 300 });
+  const { responses, closed } = await exchange(server.addr.port, GET, { awaitClose: true });
+  assert.deepEqual(responses.map((r) => r.status), [200]);
+  assert.equal(responses[0].headers.get("connection"), undefined);
+  assert.equal(closed, true);
+  assert.equal(server.connections, 0);
+});
+
+Deno.test("the last of --max-requests responses says connection: close", async () => {
+  await using server = await start({ maxRequests: 2 });
+  const { responses, closed } = await exchange(server.addr.port, GET + GET + GET, {
+    responses: 3,
+    awaitClose: true,
+  });
+  assert.deepEqual(responses.map((r) => r.status), [200, 200]);
+  assert.equal(responses[0].headers.get("connection"), undefined);
+  assert.equal(responses[1].headers.get("connection"), "close");
+  assert.equal(closed, true);
+});
+
+Deno.test("connections beyond --max-connections get 503 and are closed at once", async () => {
+  await using server = await start({ maxConnections: 2 });
+  const held = await Promise.all([1, 2].map(() => Deno.connect({ port: server.addr.port })));
+  try {
+    await until(() => server.connections === 2);
+    const { responses, closed } = await exchange(server.addr.port, GET, { awaitClose: true });
+    assert.deepEqual(responses.map((r) => r.status), [503]);
+    assert.equal(responses[0].headers.get("retry-after"), "1");
+    assert.equal(closed, true);
+  } finally {
+    for (const conn of held) conn.close();
+  }
+  await until(() => server.connections === 0);
+  const ok = await exchange(server.addr.port, GET);
+  assert.deepEqual(ok.responses.map((r) => r.status), [200]);
+});
+
+Deno.test("slow clients dribbling headers never occupy a worker", async () => {
+  await using server = await start({ workers: 1 });
+  const head = encoder.encode("GET /hello.html HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n");
+  const slow = await Promise.all(
+    Array.from({ length: 20 }, () => Deno.connect({ port: server.addr.port })),
+  );
+  try {
+    // Every slow client sends all but the last byte, one byte at a time,
+    // while a normal client is served between the rounds.
+    for (let i = 0; i < head.length - 1; i++) {
+      await Promise.all(slow.map((conn) => conn.write(head.subarray(i, i + 1))));
+      if (i % 10 === 0) {
+        const { responses } = await exchange(server.addr.port, GET);
+        assert.deepEqual(responses.map((r) => r.status), [200]);
+        const stats = server.stats();
+        assert.equal(stats.busy + stats.queued, 0, "no job is waiting on a slow client");
+      }
+    }
+    // The one worker has only ever run the normal clients' jobs.
+    const completedBefore = server.stats().completed;
+    await Promise.all(slow.map((conn) => conn.write(head.subarray(head.length - 1))));
+    const answers = await Promise.all(slow.map((conn) => readResponses(conn)));
+    assert.ok(answers.every((a) => a.responses[0]?.status === 200));
+    assert.ok(server.stats().completed > completedBefore);
+  } finally {
+    for (const conn of slow) conn.close();
+  }
+});
+
+Deno.test("a client that stops reading is dropped once a write stalls", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // Large enough to fill the socket buffers many times over.
+    await Deno.writeFile(`${root}/big.bin`, new Uint8Array(8 << 20));
+    await using server = await start({ root, writeTimeout: 300 });
+    const conn = await Deno.connect({ port: server.addr.port });
+    try {
+      await conn.write(encoder.encode("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4)));
+      await until(() => server.connections === 0);
+    } finally {
+      conn.close();
+    }
+    const { responses } = await exchange(
+      server.addr.port,
+      "GET /404.html HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert.equal(responses[0].status, 404);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Expect: 100-continue gets 100 before the body is sent, then the final status", async () => {
+  await using server = await start();
+  const conn = await Deno.connect({ port: server.addr.port });
+  try {
+    await conn.write(
+      encoder.encode(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+      ),
+    );
+    const interim = await readResponses(conn);
+    assert.deepEqual(interim.responses.map((r) => r.status), [100]);
+    await conn.write(encoder.encode("hello"));
+    const final = await readResponses(conn);
+    assert.deepEqual(final.responses.map((r) => r.status), [405]);
+  } finally {
+    conn.close();
+  }
+});
