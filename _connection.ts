@@ -6,9 +6,9 @@
  * connection stays bounded.
  */
 
-import { type Dispatcher, Pending } from "./_dispatch.ts";
+import { type Dispatcher, OVERLOADED, Pending } from "./_dispatch.ts";
 import { Framer, type FramingLimits } from "./_framing.ts";
-import { encoder, isomorphicDecode, plainResponse } from "./_http.ts";
+import { dateHeaderLine, encoder, isomorphicDecode, plainResponse } from "./_http.ts";
 import { Queue } from "./_queue.ts";
 import { REQUEST_LAST } from "./_wire.ts";
 
@@ -28,10 +28,13 @@ export interface ConnectionOptions extends FramingLimits {
   maxPipeline: number;
   /** A clock in milliseconds that the server advances a few times a second. */
   clock: { now: number };
+  /** Answers `GET /_brigade/stats` on the main thread, if set. */
+  stats: (() => string) | undefined;
   /** Called with each finished exchange, for the access log. */
   onResponse: ((pending: Pending, remote: string) => void) | undefined;
 }
 
+const STATS_REQUEST = encoder.encode("GET /_brigade/stats HTTP/1.");
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const INITIAL_BUFFER = 4096;
 const FILE_CHUNK = 64 * 1024;
@@ -170,10 +173,9 @@ export class Connection {
       }
       if (this.#closed || !this.#reading) return;
       if (n === null) {
-        // The client finished sending; answer what it asked, then close.
-        this.#reading = false;
-        this.#readDeadline = Infinity;
-        if (this.#queue.length === 0) this.close();
+        // The client has gone (a half-close counts as gone, as in Node's
+        // default): its queued requests are dropped, not run for nobody.
+        this.close();
         return;
       }
       this.#end += n;
@@ -253,8 +255,20 @@ export class Connection {
         pending.startedAt = performance.now();
       }
       this.#queue.push(pending);
+      if (options.stats && startsWith(framed.head, STATS_REQUEST)) {
+        const json = options.stats();
+        const bytes = encoder.encode(json);
+        const head = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n` +
+          `cache-control: no-store\r\ncontent-length: ${bytes.length}\r\n${dateHeaderLine()}\r\n`;
+        const out = new Uint8Array(head.length + bytes.length);
+        out.set(encoder.encode(head));
+        out.set(bytes, head.length);
+        pending.answer(out, 200, false, bytes.length);
+        this.#start = framed.next;
+        continue;
+      }
       if (!this.#dispatcher.submit(pending, framed.head, framed.body, last ? REQUEST_LAST : 0)) {
-        const body = "The server is overloaded; try again shortly";
+        const body = OVERLOADED;
         pending.answer(
           plainResponse(503, body, { close: true, headers: ["retry-after: 1"] }),
           503,
@@ -365,6 +379,12 @@ function concat(batch: Pending[]): Uint8Array {
     offset += pending.bytes!.length;
   }
   return out;
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 function requestLine(head: Uint8Array): string {

@@ -36,6 +36,8 @@ export class Pending {
   cancelled = false;
   /** When the request was framed, in `performance.now()` time; set only for the access log. */
   startedAt = 0;
+  /** When the request joined the queue, by the server's coarse clock. */
+  queuedAt = 0;
 
   /**
    * @param onReady Called once the response bytes are set.
@@ -57,12 +59,23 @@ export class Pending {
 export interface DispatcherOptions {
   /** Most requests waiting for a worker; beyond it requests get 503. */
   maxQueue: number;
+  /** Milliseconds a request may wait for a worker before it gets 503. */
+  queueTimeout: number;
+  /** The server's coarse clock. */
+  clock: { now: number };
 }
+
+/** Body of the 503 sent when the queue is full or a request waited too long. */
+export const OVERLOADED = "The server is overloaded; try again shortly";
 
 /** Collects requests into batches and runs them on the pool. */
 export class Dispatcher {
   #pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>;
   #maxQueue: number;
+  #queueTimeout: number;
+  #clock: { now: number };
+  /** How many of `#waiting`, from the front, already got a 503 for waiting too long. */
+  #expired = 0;
   #writer = new ByteWriter(8192);
   #index: number[] = [];
   #waiting: Pending[] = [];
@@ -75,11 +88,13 @@ export class Dispatcher {
   ) {
     this.#pool = pool;
     this.#maxQueue = options.maxQueue;
+    this.#queueTimeout = options.queueTimeout;
+    this.#clock = options.clock;
   }
 
   /** Requests waiting for a worker. */
   get queued(): number {
-    return this.#waiting.length;
+    return this.#waiting.length - this.#expired;
   }
 
   /** Batches running on workers. */
@@ -92,7 +107,8 @@ export class Dispatcher {
    * @returns `false` when the queue is full; the caller answers 503.
    */
   submit(pending: Pending, head: Uint8Array, body: Uint8Array, flags: number): boolean {
-    if (this.#waiting.length >= this.#maxQueue) return false;
+    if (this.#waiting.length - this.#expired >= this.#maxQueue) return false;
+    pending.queuedAt = this.#clock.now;
     const offset = this.#writer.length;
     this.#writer.write(head);
     this.#writer.write(body);
@@ -106,8 +122,36 @@ export class Dispatcher {
     return true;
   }
 
+  /**
+   * Answers 503 to requests that have waited longer than `queueTimeout`.
+   * Called by the server a few times a second.
+   */
+  sweep(now: number): void {
+    const waiting = this.#waiting;
+    let i = this.#expired;
+    for (; i < waiting.length && now - waiting[i].queuedAt > this.#queueTimeout; i++) {
+      // The worker skips an entry whose head length is 0.
+      this.#index[i * REQUEST_FIELDS + 1] = 0;
+      waiting[i].answer(
+        plainResponse(503, OVERLOADED, { headers: ["retry-after: 1"] }),
+        503,
+        false,
+        OVERLOADED.length + 1,
+      );
+    }
+    this.#expired = i;
+  }
+
   #flush = (): void => {
     this.#scheduled = false;
+    if (this.#expired > 0 && this.#expired === this.#waiting.length) {
+      // Every waiting request was already answered: nothing to send.
+      this.#writer.take();
+      this.#waiting = [];
+      this.#index = [];
+      this.#expired = 0;
+      return;
+    }
     // With nothing in flight, let the pool decide even with no idle worker:
     // it queues, or rejects at once when it is closed or broken.
     if (this.#waiting.length > 0 && (this.#pool.idle > 0 || this.#inFlight === 0)) this.#send();
@@ -125,6 +169,7 @@ export class Dispatcher {
     };
     this.#waiting = [];
     this.#index = [];
+    this.#expired = 0;
     this.#inFlight++;
     this.#pool.run(batch, [batch.bytes.buffer, batch.index.buffer], {
       onProgress: (reply) => deliver(pendings, reply),

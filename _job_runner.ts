@@ -55,6 +55,7 @@ export function transfer<T>(value: T, list: Transferable[]): Transfer<T> {
 
 interface WorkerScope {
   onmessage: ((event: MessageEvent) => void) | null;
+  close(): void;
 }
 
 /**
@@ -89,6 +90,18 @@ export function handleJobs<Data, Result, Progress = never, WorkerData = unknown>
       if (state.handler) run(state.handler, message);
       else waiting.push(message);
     });
+    // A worker that ends itself raises no event in the parent: say so first,
+    // so the pool fails the running job at once instead of waiting forever.
+    const close = scope.close.bind(scope);
+    scope.close = () => {
+      channel.send({ type: "exit", reason: "the worker called self.close()" });
+      close();
+    };
+    const exit = Deno.exit;
+    Deno.exit = (code?: number): never => {
+      channel.send({ type: "exit", reason: `the worker called Deno.exit(${code ?? ""})` });
+      return exit(code);
+    };
 
     const run = (fn: JobHandler<Data, Result, Progress>, message: ToWorker) => {
       const { id } = message;

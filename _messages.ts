@@ -28,7 +28,9 @@ export type FromWorker =
   | { type: "ready" }
   | { type: "progress"; id: number; data: unknown }
   | { type: "done"; id: number; data: unknown }
-  | { type: "error"; id: number; error: SerializedError };
+  | { type: "error"; id: number; error: SerializedError }
+  /** The worker is about to end itself (`self.close()` or `Deno.exit()`). */
+  | { type: "exit"; reason: string };
 
 /** Flattens any thrown value into a {@linkcode SerializedError}. */
 export function serializeError(error: unknown): SerializedError {

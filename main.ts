@@ -90,6 +90,16 @@ export interface ServeOptions {
    */
   maxQueue?: number;
   /**
+   * Milliseconds a request may wait for a worker before it gets 503.
+   * @default {10000}
+   */
+  queueTimeout?: number;
+  /**
+   * Serve the pool's figures as JSON at `GET /_brigade/stats`.
+   * @default {false}
+   */
+  stats?: boolean;
+  /**
    * Milliseconds a request may run on a worker; past it the client gets 504
    * and the worker is replaced.
    * @default {30000}
@@ -122,6 +132,14 @@ export interface ServeOptions {
   shutdownTimeout?: number;
 }
 
+/** {@linkcode WorkerPoolStats} plus the server's connections and request queue. */
+export interface ServerStats extends WorkerPoolStats {
+  /** Batches of requests running on workers. */
+  batches: number;
+  /** Open client connections. */
+  connections: number;
+}
+
 /** What {@linkcode Server.close} had to cut off. */
 export interface ShutdownReport {
   /** Connections closed with responses still owed, after the shutdown timeout. */
@@ -140,6 +158,8 @@ const DEFAULTS = {
   maxRequests: 1000,
   maxConnections: 10_000,
   maxQueue: 1024,
+  queueTimeout: 10_000,
+  stats: false,
   timeout: 30_000,
   headTimeout: 10_000,
   bodyTimeout: 10_000,
@@ -194,7 +214,11 @@ export class Server {
       timeout: o.timeout,
       logger: this.#logger,
     });
-    this.#dispatcher = new Dispatcher(this.#pool, { maxQueue: o.maxQueue });
+    this.#dispatcher = new Dispatcher(this.#pool, {
+      maxQueue: o.maxQueue,
+      queueTimeout: o.queueTimeout,
+      clock: this.#clock,
+    });
     if (o.accessLog) this.#accessLog = new AccessLog();
     const accessLog = this.#accessLog;
     this.#options = {
@@ -208,6 +232,7 @@ export class Server {
       writeTimeout: o.writeTimeout,
       maxPipeline: MAX_PIPELINE,
       clock: this.#clock,
+      stats: o.stats ? () => JSON.stringify(this.stats()) : undefined,
       onResponse: accessLog
         ? (pending: Pending, remote: string) =>
           accessLog.write(
@@ -240,9 +265,17 @@ export class Server {
     return this.#connections.size;
   }
 
-  /** The worker pool's counters and timings. */
-  stats(): WorkerPoolStats {
-    return this.#pool.stats();
+  /**
+   * The worker pool's counters and timings, plus the server's own queue:
+   * `queued` counts requests waiting for a worker, `batches` the jobs running.
+   */
+  stats(): ServerStats {
+    return {
+      ...this.#pool.stats(),
+      queued: this.#dispatcher.queued,
+      batches: this.#dispatcher.inFlight,
+      connections: this.#connections.size,
+    };
   }
 
   /**
@@ -341,6 +374,7 @@ export class Server {
   #sweep(): void {
     const now = this.#clock.now = performance.now();
     for (const connection of this.#connections) connection.sweep(now);
+    this.#dispatcher.sweep(now);
   }
 }
 
@@ -393,10 +427,12 @@ Options:
   --max-requests <n>       requests per connection (default 1000)
   --max-connections <n>    open connections (default 10000)
   --max-queue <n>          requests waiting for a worker (default 1024)
+  --queue-timeout <ms>     longest wait for a worker, then 503 (default 10000)
   --timeout <ms>           per-request deadline on a worker (default 30000)
   --idle-timeout <ms>      keep-alive idle timeout (default 5000)
   --head-timeout <ms>      time for a request head to arrive (default 10000)
   --shutdown-timeout <ms>  drain time on SIGINT/SIGTERM (default 10000)
+  --stats                  serve pool figures as JSON at GET /_brigade/stats
   --help                   show this help`;
 
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
@@ -437,6 +473,8 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
         "max-requests": { type: "string" },
         "max-connections": { type: "string" },
         "max-queue": { type: "string" },
+        "queue-timeout": { type: "string" },
+        stats: { type: "boolean" },
         timeout: { type: "string" },
         "idle-timeout": { type: "string" },
         "head-timeout": { type: "string" },
@@ -483,6 +521,8 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     maxRequests: int("max-requests", values["max-requests"], 1),
     maxConnections: int("max-connections", values["max-connections"], 1),
     maxQueue: int("max-queue", values["max-queue"], 0),
+    queueTimeout: int("queue-timeout", values["queue-timeout"], 1),
+    stats: values.stats,
     timeout: int("timeout", values.timeout, 1),
     idleTimeout: int("idle-timeout", values["idle-timeout"], 1),
     headTimeout: int("head-timeout", values["head-timeout"], 1),

@@ -504,6 +504,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
       this.#startupFailures = 0;
       return;
     }
+    if (message.type === "exit") {
+      this.#onCrash(slot, new Error(message.reason));
+      return;
+    }
     const job = slot.job;
     if (job === undefined || job.id !== message.id) return;
     switch (message.type) {

@@ -1,0 +1,183 @@
+/** Worker faults, deadlines, aborts and overload: the pool and the server end to end. */
+import assert from "node:assert/strict";
+import { serve } from "../main.ts";
+import { WorkerPool, WorkerPoolError } from "../pool.ts";
+import { exchange } from "./_http_client.ts";
+import type { FaultCommand } from "./fixtures/fault_worker.ts";
+
+const FAULT_WORKER = new URL("./fixtures/fault_worker.ts", import.meta.url);
+const HANDLER = new URL("./fixtures/fault_handler.ts", import.meta.url);
+const BROKEN_HANDLER = new URL("./fixtures/broken_handler.ts", import.meta.url);
+const BROKEN_WORKER = new URL("./fixtures/broken_worker.ts", import.meta.url);
+
+function start(options: Parameters<typeof serve>[0] = {}) {
+  return serve({ port: 0, workers: 2, handler: HANDLER, logLevel: "error", ...options });
+}
+
+async function status(url: string | URL): Promise<{ status: number; body: string }> {
+  const response = await fetch(url);
+  return { status: response.status, body: await response.text() };
+}
+
+async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+for (const fault of ["crash", "reject", "close", "exit"]) {
+  Deno.test(`a worker that dies (${fault}) fails only its request with 500 and is replaced`, async () => {
+    await using server = await start();
+    const base = server.url;
+    const slow = status(new URL("/sleep?ms=400", base));
+    await until(() => server.stats().busy === 1);
+    // The other worker takes the fault; the slow request is untouched.
+    const failed = await status(new URL(`/${fault}`, base));
+    assert.equal(failed.status, 500);
+    assert.deepEqual(await slow, { status: 200, body: "slept" });
+    assert.deepEqual(await status(new URL("/ok", base)), { status: 200, body: "ok" });
+    const stats = server.stats();
+    assert.equal(stats.replaced, 1);
+    assert.equal(stats.workers, 2);
+  });
+}
+
+Deno.test("a handler that throws gets 500 and its worker is kept", async () => {
+  await using server = await start();
+  assert.equal((await status(new URL("/throw", server.url))).status, 500);
+  assert.equal((await status(new URL("/ok", server.url))).status, 200);
+  assert.equal(server.stats().replaced, 0);
+});
+
+Deno.test("a request past --timeout gets 504 and its spinning worker is replaced", async () => {
+  await using server = await start({ timeout: 300 });
+  const spun = await status(new URL("/spin", server.url));
+  assert.equal(spun.status, 504);
+  assert.deepEqual(await status(new URL("/ok", server.url)), { status: 200, body: "ok" });
+  assert.equal(server.stats().replaced, 1);
+});
+
+Deno.test("a full queue answers 503 with Retry-After at once, and service recovers by itself", async () => {
+  await using server = await start({ workers: 1, maxQueue: 2 });
+  const port = server.addr.port;
+  const busy = status(new URL("/sleep?ms=500", server.url));
+  await until(() => server.stats().busy === 1);
+  const queued = [status(new URL("/ok", server.url)), status(new URL("/ok", server.url))];
+  await until(() => server.stats().queued === 2);
+  const refused = await exchange(port, "GET /hit HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(refused.responses[0].status, 503);
+  assert.equal(refused.responses[0].headers.get("retry-after"), "1");
+  assert.equal((await busy).status, 200);
+  assert.deepEqual((await Promise.all(queued)).map((r) => r.status), [200, 200]);
+  // The refused request never reached a worker.
+  assert.equal((await status(new URL("/hits", server.url))).body, "0");
+});
+
+Deno.test("a request that waits longer than the queue timeout gets 503", async () => {
+  await using server = await start({ workers: 1, queueTimeout: 300 });
+  const busy = status(new URL("/sleep?ms=1500", server.url));
+  await until(() => server.stats().busy === 1);
+  const waited = await exchange(server.addr.port, "GET /hit HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(waited.responses[0].status, 503);
+  assert.equal((await busy).status, 200);
+  assert.equal((await status(new URL("/hits", server.url))).body, "0");
+});
+
+Deno.test("a client that disconnects while queued has its request dropped", async () => {
+  await using server = await start({ workers: 1 });
+  const busy = status(new URL("/sleep?ms=400", server.url));
+  await until(() => server.stats().busy === 1);
+  const conn = await Deno.connect({ port: server.addr.port });
+  await conn.write(new TextEncoder().encode("GET /hit HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await until(() => server.stats().queued === 1);
+  conn.close();
+  await until(() => server.connections === 0 || server.connections === 1);
+  assert.equal((await busy).status, 200);
+  assert.equal((await status(new URL("/hits", server.url))).body, "0");
+});
+
+Deno.test("workers that die while starting stop the respawning and get 503", async () => {
+  await using server = await start({ handler: BROKEN_HANDLER });
+  const response = await status(server.url);
+  assert.equal(response.status, 503);
+  assert.ok(server.stats().replaced <= 3, "no respawn loop");
+});
+
+Deno.test("GET /_brigade/stats serves the pool's figures only when --stats is on", async () => {
+  await using on = await start({ stats: true });
+  await status(new URL("/ok", on.url));
+  const { status: code, body } = await status(new URL("/_brigade/stats", on.url));
+  assert.equal(code, 200);
+  const stats = JSON.parse(body);
+  for (const key of ["workers", "idle", "busy", "queued", "completed", "failed", "replaced"]) {
+    assert.equal(typeof stats[key], "number", key);
+  }
+  assert.equal(stats.workers, 2);
+  assert.ok(stats.completed >= 1);
+  assert.equal(typeof stats.waitTime.p99, "number");
+  assert.equal(typeof stats.runTime.p50, "number");
+  await using off = await start();
+  assert.equal((await status(new URL("/_brigade/stats", off.url))).status, 404);
+});
+
+Deno.test("WorkerPool.run() with an aborted signal drops a queued job before it runs", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  const first = pool.run({ op: "sleep", ms: 200 });
+  const controller = new AbortController();
+  const queued = pool.run({ op: "echo", value: "never" }, [], { signal: controller.signal });
+  controller.abort(new Error("client left"));
+  await assert.rejects(queued, /client left/);
+  assert.equal(pool.stats().queued, 0);
+  assert.equal(await first, 200);
+  assert.equal(pool.stats().replaced, 0);
+});
+
+Deno.test("WorkerPool.run() with an aborted signal terminates and replaces a running job's worker", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  const controller = new AbortController();
+  const spinning = pool.run({ op: "spin" }, [], { signal: controller.signal });
+  await until(() => pool.stats().busy === 1);
+  controller.abort(new Error("stop"));
+  await assert.rejects(spinning, /stop/);
+  assert.equal(await pool.run({ op: "echo", value: "fresh" }), "fresh");
+  assert.equal(pool.stats().replaced, 1);
+});
+
+Deno.test("WorkerPool rejects with code startup-failed when workers keep dying at start", async () => {
+  await using pool = new WorkerPool(BROKEN_WORKER, { size: 2 });
+  const error = await pool.run("anything").catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "startup-failed");
+  assert.match(error.message, /broken on purpose/);
+  await assert.rejects(pool.run("again"), WorkerPoolError);
+});
+
+Deno.test("WorkerPool with maxQueue rejects with code queue-full at once", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1, maxQueue: 1 });
+  const running = pool.run({ op: "sleep", ms: 100 });
+  const queued = pool.run({ op: "echo", value: 1 });
+  const error = await pool.run({ op: "echo", value: 2 }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "queue-full");
+  assert.deepEqual(await Promise.all([running, queued]), [100, 1]);
+});
+
+Deno.test("WorkerPool with a timeout rejects with code timeout and replaces the worker", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1, timeout: 200 });
+  const error = await pool.run({ op: "spin" }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "timeout");
+  assert.equal(await pool.run({ op: "echo", value: "next" }), "next");
+  assert.deepEqual([pool.stats().replaced, pool.stats().failed, pool.stats().completed], [1, 1, 1]);
+});
+
+Deno.test("WorkerPool.run() fails only the job of a worker that calls self.close()", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  await pool.run({ op: "echo", value: 0 });
+  const error = await pool.run({ op: "exit" }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "worker-exited");
+  assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+});

@@ -1,0 +1,89 @@
+/** Graceful shutdown of the real server process on SIGTERM/SIGINT. */
+import assert from "node:assert/strict";
+
+const PROJECT = new URL("..", import.meta.url).pathname;
+
+async function startProcess(args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", "main.ts", "--port", "0", "--quiet", "--stats", ...args],
+    cwd: PROJECT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const url = /Listening on (\S+)/.exec(out)![1];
+  const rest = (async () => {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) out += r.value;
+    return out;
+  })();
+  const stderr = new Response(child.stderr).text();
+  /** Resolves once stdout has shown `text`. */
+  const printed = async (text: string) => {
+    while (!out.includes(text)) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  return { child, url, stdout: rest, stderr, printed };
+}
+
+async function inFlight(url: string, wanted: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const stats = await (await fetch(new URL("/_brigade/stats", url))).json();
+    if (stats.busy + stats.queued >= wanted) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("requests never reached the workers");
+}
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`${signal} lets every accepted request finish, then exits 0`, async () => {
+    const server = await startProcess(["--workers", "2", "--sleep-ms", "400"]);
+    const paths = ["/sleep", "/sleep", "/", "/sleep", "/nope", "/"];
+    const requests = paths.map(async (path) => {
+      const response = await fetch(new URL(path, server.url));
+      return { status: response.status, body: await response.text() };
+    });
+    await inFlight(server.url, 2);
+    server.child.kill(signal);
+    const answers = await Promise.all(requests);
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 404, 200]);
+    assert.ok(answers.every((a) => a.body.includes("</html>")), "every body is complete");
+    const status = await server.child.status;
+    const stdout = await server.stdout;
+    assert.equal(status.code, 0, await server.stderr);
+    assert.match(stdout, /^Shutting down\.$/m);
+    assert.equal(stdout.match(/^Shutting down worker \d+$/gm)?.length, 2);
+    await assert.rejects(fetch(server.url), "no longer accepting");
+  });
+}
+
+Deno.test("a drain past --shutdown-timeout cuts what is left and exits non-zero with a count", async () => {
+  const server = await startProcess(["--workers", "1", "--sleep-ms", "30000", "--shutdown-timeout", "200"]);
+  const sleeping = fetch(new URL("/sleep", server.url)).then((r) => r.status, () => "reset");
+  await inFlight(server.url, 1);
+  server.child.kill("SIGTERM");
+  const status = await server.child.status;
+  assert.equal(status.code, 1);
+  assert.match(await server.stderr, /cut 1 connections/);
+  await server.stdout;
+  assert.notEqual(await sleeping, 200);
+});
+
+Deno.test("a second signal exits at once", async () => {
+  const server = await startProcess(["--workers", "1", "--sleep-ms", "30000"]);
+  const sleeping = fetch(new URL("/sleep", server.url)).then((r) => r.status, () => "reset");
+  await inFlight(server.url, 1);
+  server.child.kill("SIGTERM");
+  await server.printed("Shutting down.");
+  server.child.kill("SIGTERM");
+  const status = await server.child.status;
+  assert.equal(status.code, 130);
+  assert.match(await server.stderr, /Second signal/);
+  await server.stdout;
+  assert.notEqual(await sleeping, 200);
+});
