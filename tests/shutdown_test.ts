@@ -5,7 +5,17 @@ const PROJECT = new URL("..", import.meta.url).pathname;
 
 async function startProcess(args: string[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "main.ts", "--port", "0", "--quiet", "--stats", ...args],
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "main.ts",
+      "--port",
+      "0",
+      "--quiet",
+      "--stats",
+      ...args,
+    ],
     cwd: PROJECT,
     stdout: "piped",
     stderr: "piped",
@@ -63,7 +73,14 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
 }
 
 Deno.test("a drain past --shutdown-timeout cuts what is left and exits non-zero with a count", async () => {
-  const server = await startProcess(["--workers", "1", "--sleep-ms", "30000", "--shutdown-timeout", "200"]);
+  const server = await startProcess([
+    "--workers",
+    "1",
+    "--sleep-ms",
+    "30000",
+    "--shutdown-timeout",
+    "200",
+  ]);
   const sleeping = fetch(new URL("/sleep", server.url)).then((r) => r.status, () => "reset");
   await inFlight(server.url, 1);
   server.child.kill("SIGTERM");
