@@ -9,8 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { startServerProcess } from "../tests/_process.ts";
 
-const PROJECT = new URL("..", import.meta.url).pathname;
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -43,30 +43,12 @@ async function haveWrk(): Promise<boolean> {
 
 /** Starts a server process and resolves once it prints its URL. */
 async function startServer(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: PROJECT,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited early: ${text}`);
-    text += value;
-    url = /Listening on (http:\/\/\S+\/)/.exec(text)?.[1];
-  }
-  // Keep draining stdout so the server never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
+  const server = await startServerProcess(args);
   return {
-    url,
+    url: server.url,
     async stop() {
-      child.kill("SIGTERM");
-      await child.status;
+      server.child.kill("SIGTERM");
+      await server.child.status;
     },
   };
 }

@@ -7,8 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { startServerProcess } from "../tests/_process.ts";
 
-const PROJECT = new URL("..", import.meta.url).pathname;
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -24,32 +24,22 @@ const workers = Number(values.workers);
 const maxQueue = Number(values["max-queue"]);
 const HANG_MS = 15_000;
 
-const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "main.ts",
-    "--port=0",
-    `--workers=${workers}`,
-    `--max-queue=${maxQueue}`,
-    "--timeout=1000",
-    "--queue-timeout=3000",
-    "--handler=tests/fixtures/fault_handler.ts",
-    "--quiet",
-    "--log-level=error",
-  ],
-  cwd: PROJECT,
-  stdout: "piped",
-  stderr: "null",
-}).spawn();
-const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-let banner = "";
-while (!banner.includes("\n")) banner += (await reader.read()).value ?? "";
-const base = /Listening on (\S+)/.exec(banner)![1];
-(async () => {
-  while (!(await reader.read()).done) { /* drain */ }
-})();
+const server = await startServerProcess([
+  "run",
+  "--allow-net",
+  "--allow-read",
+  "main.ts",
+  "--port=0",
+  `--workers=${workers}`,
+  `--max-queue=${maxQueue}`,
+  "--timeout=1000",
+  "--queue-timeout=3000",
+  "--handler=tests/fixtures/fault_handler.ts",
+  "--quiet",
+  "--log-level=error",
+]);
+const { child } = server;
+const base = server.url;
 
 async function rssKiB(): Promise<number> {
   const { stdout } = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(child.pid)] })

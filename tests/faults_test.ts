@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
 import { WorkerPool, WorkerPoolError } from "../pool.ts";
+import { until } from "./_process.ts";
 import { exchange } from "./_http_client.ts";
 import type { FaultCommand } from "./fixtures/fault_worker.ts";
 
@@ -17,14 +18,6 @@ function start(options: Parameters<typeof serve>[0] = {}) {
 async function status(url: string | URL): Promise<{ status: number; body: string }> {
   const response = await fetch(url);
   return { status: response.status, body: await response.text() };
-}
-
-async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 for (const fault of ["crash", "reject", "close", "exit"]) {

@@ -1,6 +1,7 @@
 /** Timeouts, connection limits, slow clients and slow readers. */
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
+import { until } from "./_process.ts";
 import { exchange, readResponses } from "./_http_client.ts";
 
 const ROOT = new URL("../static/", import.meta.url).pathname;
@@ -9,15 +10,6 @@ const GET = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 function start(options: Parameters<typeof serve>[0] = {}) {
   return serve({ port: 0, workers: 2, root: ROOT, logLevel: "warn", ...options });
-}
-
-/** Waits for `condition`, checking every few milliseconds; fails after `limitMs`. */
-async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 Deno.test("a request head that does not arrive in time gets 408 and a close", async () => {

@@ -1,43 +1,20 @@
 /** Graceful shutdown of the real server process on SIGTERM/SIGINT. */
 import assert from "node:assert/strict";
 
-const PROJECT = new URL("..", import.meta.url).pathname;
+import { startServerProcess } from "./_process.ts";
 
-async function startProcess(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "main.ts",
-      "--port",
-      "0",
-      "--quiet",
-      "--stats",
-      ...args,
-    ],
-    cwd: PROJECT,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const url = /Listening on (\S+)/.exec(out)![1];
-  const rest = (async () => {
-    for (let r = await reader.read(); !r.done; r = await reader.read()) out += r.value;
-    return out;
-  })();
-  const stderr = new Response(child.stderr).text();
-  /** Resolves once stdout has shown `text`. */
-  const printed = async (text: string) => {
-    while (!out.includes(text)) await new Promise((resolve) => setTimeout(resolve, 5));
-  };
-  return { child, url, stdout: rest, stderr, printed };
+function startProcess(args: string[]) {
+  return startServerProcess([
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "main.ts",
+    "--port",
+    "0",
+    "--quiet",
+    "--stats",
+    ...args,
+  ]);
 }
 
 async function inFlight(url: string, wanted: number): Promise<void> {

@@ -1,0 +1,70 @@
+/**
+ * Helpers shared by the tests and the benchmark scripts: start brigade (or
+ * any server that prints "Listening on URL") as a child process, and wait for
+ * a condition without guessing at sleep lengths.
+ */
+
+/** A running server process. */
+export interface ServerProcess {
+  child: Deno.ChildProcess;
+  /** The URL from the "Listening on" line. */
+  url: string;
+  /** The first line the server printed. */
+  firstLine: string;
+  /** Resolves once stdout has shown `text`. */
+  printed(text: string): Promise<void>;
+  /** All of stdout, once the process has closed it. */
+  stdout: Promise<string>;
+  /** All of stderr, once the process has closed it. */
+  stderr: Promise<string>;
+}
+
+/**
+ * Runs `deno <args>` in the project folder and resolves once it prints its
+ * "Listening on URL" line.
+ */
+export async function startServerProcess(args: string[]): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const firstLine = out.split("\n")[0];
+  const url = /Listening on (\S+)/.exec(firstLine)?.[1];
+  // Keep reading so the child never blocks on a full pipe.
+  const stdout = (async () => {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) out += r.value;
+    return out;
+  })();
+  const stderr = new Response(child.stderr).text();
+  if (url === undefined) {
+    throw new Error(`server did not start: ${firstLine} ${await stderr}`);
+  }
+  return {
+    child,
+    url,
+    firstLine,
+    stdout,
+    stderr,
+    async printed(text: string) {
+      while (!out.includes(text)) await new Promise((resolve) => setTimeout(resolve, 5));
+    },
+  };
+}
+
+/** Waits for `condition`, checking every 10 ms; throws after `limitMs`. */
+export async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
