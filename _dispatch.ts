@@ -81,6 +81,7 @@ export class Dispatcher {
   #waiting: Pending[] = [];
   #scheduled = false;
   #inFlight = 0;
+  #outstanding = 0;
 
   constructor(
     pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>,
@@ -102,6 +103,11 @@ export class Dispatcher {
     return this.#inFlight;
   }
 
+  /** Requests accepted and not yet answered, queued or running. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
   /**
    * Queues one framed request; copies its bytes, so the caller may reuse its buffer.
    * @returns `false` when the queue is full; the caller answers 503.
@@ -114,6 +120,7 @@ export class Dispatcher {
     this.#writer.write(body);
     this.#index.push(offset, head.length, body.length, flags);
     this.#waiting.push(pending);
+    this.#outstanding++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       // After every read that completed in this turn has been framed.
@@ -138,6 +145,7 @@ export class Dispatcher {
         false,
         OVERLOADED.length + 1,
       );
+      this.#outstanding--;
     }
     this.#expired = i;
   }
@@ -161,7 +169,10 @@ export class Dispatcher {
     const pendings = this.#waiting;
     // Requests whose clients left while queued are skipped by an empty head.
     for (let i = 0; i < pendings.length; i++) {
-      if (pendings[i].cancelled) this.#index[i * REQUEST_FIELDS + 1] = 0;
+      if (pendings[i].cancelled && pendings[i].bytes === null) {
+        this.#index[i * REQUEST_FIELDS + 1] = 0;
+        this.#outstanding--; // never answered: nobody is waiting for it
+      }
     }
     const batch: RequestBatch = {
       bytes: this.#writer.take(),
@@ -172,10 +183,10 @@ export class Dispatcher {
     this.#expired = 0;
     this.#inFlight++;
     this.#pool.run(batch, [batch.bytes.buffer, batch.index.buffer], {
-      onProgress: (reply) => deliver(pendings, reply),
+      onProgress: (reply) => this.#outstanding -= deliver(pendings, reply),
     }).then(
-      (reply) => deliver(pendings, reply),
-      (error) => fail(pendings, error),
+      (reply) => this.#outstanding -= deliver(pendings, reply),
+      (error) => this.#outstanding -= fail(pendings, error),
     ).finally(() => {
       this.#inFlight--;
       this.#flush();
@@ -183,7 +194,8 @@ export class Dispatcher {
   }
 }
 
-function deliver(pendings: Pending[], reply: ResponseBatch): void {
+/** Hands each response to its request; returns how many were answered. */
+function deliver(pendings: Pending[], reply: ResponseBatch): number {
   const { bytes, index, files, workerId } = reply;
   for (let i = 0; i < index.length; i += RESPONSE_FIELDS) {
     const pending = pendings[index[i]];
@@ -197,10 +209,11 @@ function deliver(pendings: Pending[], reply: ResponseBatch): void {
       index[i + 5],
     );
   }
+  return index.length / RESPONSE_FIELDS;
 }
 
-/** The job failed as a whole: answer every request it had not answered yet. */
-function fail(pendings: Pending[], error: unknown): void {
+/** The job failed as a whole: answer every request it had not answered yet; returns how many. */
+function fail(pendings: Pending[], error: unknown): number {
   let status = 500;
   let message = "Internal Server Error";
   if (error instanceof WorkerPoolError) {
@@ -220,8 +233,11 @@ function fail(pendings: Pending[], error: unknown): void {
     console.error("A worker job failed:", error);
   }
   const close = status !== 500;
+  let answered = 0;
   for (const pending of pendings) {
     if (pending.bytes !== null) continue;
     pending.answer(plainResponse(status, message, { close }), status, close, message.length + 1);
+    answered++;
   }
+  return answered;
 }

@@ -136,6 +136,8 @@ export interface ServeOptions {
 export interface ServerStats extends WorkerPoolStats {
   /** Batches of requests running on workers. */
   batches: number;
+  /** Requests accepted and not yet answered (queued or running). */
+  requests: number;
   /** Open client connections. */
   connections: number;
 }
@@ -274,6 +276,7 @@ export class Server {
       ...this.#pool.stats(),
       queued: this.#dispatcher.queued,
       batches: this.#dispatcher.inFlight,
+      requests: this.#dispatcher.outstanding,
       connections: this.#connections.size,
     };
   }
