@@ -6,9 +6,9 @@
  * connection stays bounded.
  */
 
-import { type Dispatcher, OVERLOADED, Pending } from "./_dispatch.ts";
+import { answerOverloaded, type Dispatcher, Pending } from "./_dispatch.ts";
 import { Framer, type FramingLimits } from "./_framing.ts";
-import { dateHeaderLine, encoder, isomorphicDecode, plainResponse } from "./_http.ts";
+import { encoder, isomorphicDecode, plainResponse, textResponse } from "./_http.ts";
 import { Queue } from "./_queue.ts";
 import { REQUEST_LAST } from "./_wire.ts";
 
@@ -99,27 +99,20 @@ export class Connection {
     return this.#queue.length > 0;
   }
 
-  /**
-   * Checks this connection's deadlines; called about once a second.
-   * @returns How the connection was cut, if it was.
-   */
-  sweep(now: number): "read" | "write" | undefined {
-    if (this.#closed) return undefined;
+  /** Enforces this connection's deadlines; called a few times a second. */
+  sweep(now: number): void {
+    if (this.#closed) return;
     if (now > this.#writeDeadline) {
       // The client stopped reading its responses: drop it.
       this.close();
-      return "write";
-    }
-    if (now > this.#readDeadline) {
+    } else if (now > this.#readDeadline) {
       if (this.#phase === Phase.Idle) {
         this.close();
       } else {
         this.#stopReading();
         this.#enqueueAnswer(plainResponse(408, "Request timed out", { close: true }), 408);
       }
-      return "read";
     }
-    return undefined;
   }
 
   /**
@@ -257,24 +250,17 @@ export class Connection {
       this.#queue.push(pending);
       if (options.stats && startsWith(framed.head, STATS_REQUEST)) {
         const json = options.stats();
-        const bytes = encoder.encode(json);
-        const head = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n` +
-          `cache-control: no-store\r\ncontent-length: ${bytes.length}\r\n${dateHeaderLine()}\r\n`;
-        const out = new Uint8Array(head.length + bytes.length);
-        out.set(encoder.encode(head));
-        out.set(bytes, head.length);
-        pending.answer(out, 200, false, bytes.length);
+        pending.answer(
+          textResponse(200, json, "application/json", { headers: ["cache-control: no-store"] }),
+          200,
+          false,
+          json.length,
+        );
         this.#start = framed.next;
         continue;
       }
       if (!this.#dispatcher.submit(pending, framed.head, framed.body, last ? REQUEST_LAST : 0)) {
-        const body = OVERLOADED;
-        pending.answer(
-          plainResponse(503, body, { close: true, headers: ["retry-after: 1"] }),
-          503,
-          true,
-          body.length + 1,
-        );
+        answerOverloaded(pending, true);
         this.#stopReading();
         return;
       }

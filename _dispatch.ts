@@ -65,8 +65,17 @@ export interface DispatcherOptions {
   clock: { now: number };
 }
 
-/** Body of the 503 sent when the queue is full or a request waited too long. */
-export const OVERLOADED = "The server is overloaded; try again shortly";
+const OVERLOADED = "The server is overloaded; try again shortly";
+
+/** Answers `pending` with the 503 for a full queue or a wait that ran too long. */
+export function answerOverloaded(pending: Pending, close: boolean): void {
+  pending.answer(
+    plainResponse(503, OVERLOADED, { close, headers: ["retry-after: 1"] }),
+    503,
+    close,
+    OVERLOADED.length + 1,
+  );
+}
 
 /** Collects requests into batches and runs them on the pool. */
 export class Dispatcher {
@@ -137,14 +146,7 @@ export class Dispatcher {
     const waiting = this.#waiting;
     let i = this.#expired;
     for (; i < waiting.length && now - waiting[i].queuedAt > this.#queueTimeout; i++) {
-      // The worker skips an entry whose head length is 0.
-      this.#index[i * REQUEST_FIELDS + 1] = 0;
-      waiting[i].answer(
-        plainResponse(503, OVERLOADED, { headers: ["retry-after: 1"] }),
-        503,
-        false,
-        OVERLOADED.length + 1,
-      );
+      answerOverloaded(waiting[i], false);
       this.#outstanding--;
     }
     this.#expired = i;
@@ -152,14 +154,6 @@ export class Dispatcher {
 
   #flush = (): void => {
     this.#scheduled = false;
-    if (this.#expired > 0 && this.#expired === this.#waiting.length) {
-      // Every waiting request was already answered: nothing to send.
-      this.#writer.take();
-      this.#waiting = [];
-      this.#index = [];
-      this.#expired = 0;
-      return;
-    }
     // With nothing in flight, let the pool decide even with no idle worker:
     // it queues, or rejects at once when it is closed or broken.
     if (this.#waiting.length > 0 && (this.#pool.idle > 0 || this.#inFlight === 0)) this.#send();
@@ -167,20 +161,25 @@ export class Dispatcher {
 
   #send(): void {
     const pendings = this.#waiting;
-    // Requests whose clients left while queued are skipped by an empty head.
-    for (let i = 0; i < pendings.length; i++) {
-      if (pendings[i].cancelled && pendings[i].bytes === null) {
-        this.#index[i * REQUEST_FIELDS + 1] = 0;
-        this.#outstanding--; // never answered: nobody is waiting for it
-      }
-    }
-    const batch: RequestBatch = {
-      bytes: this.#writer.take(),
-      index: new Uint32Array(this.#index),
-    };
+    const index = this.#index;
     this.#waiting = [];
     this.#index = [];
     this.#expired = 0;
+    // Requests answered while queued (503 for waiting too long) or whose
+    // clients left are skipped: the worker ignores an entry with an empty head.
+    let live = 0;
+    for (let i = 0; i < pendings.length; i++) {
+      const pending = pendings[i];
+      if (pending.bytes === null && !pending.cancelled) {
+        live++;
+        continue;
+      }
+      index[i * REQUEST_FIELDS + 1] = 0;
+      if (pending.bytes === null) this.#outstanding--; // nobody is waiting for it
+    }
+    const bytes = this.#writer.take();
+    if (live === 0) return;
+    const batch: RequestBatch = { bytes, index: new Uint32Array(index) };
     this.#inFlight++;
     this.#pool.run(batch, [batch.bytes.buffer, batch.index.buffer], {
       onProgress: (reply) => this.#outstanding -= deliver(pendings, reply),

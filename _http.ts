@@ -97,12 +97,19 @@ export function plainResponse(
   message: string = STATUS_TEXT[status] ?? "Error",
   options: PlainResponseOptions = {},
 ): Uint8Array {
-  const body = `${message}\n`;
+  return textResponse(status, `${message}\n`, "text/plain; charset=utf-8", options);
+}
+
+/** A complete response whose body is `body`, encoded as UTF-8. */
+export function textResponse(
+  status: number,
+  body: string,
+  contentType: string,
+  options: PlainResponseOptions = {},
+): Uint8Array {
+  const length = encoder.encode(body).length;
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n` +
-    `content-type: text/plain; charset=utf-8\r\ncontent-length: ${
-      encoder.encode(body).length
-    }\r\n` +
-    dateHeaderLine();
+    `content-type: ${contentType}\r\ncontent-length: ${length}\r\n` + dateHeaderLine();
   for (const line of options.headers ?? []) head += `${line}\r\n`;
   if (options.close) head += "connection: close\r\n";
   return encoder.encode(head + "\r\n" + (options.head ? "" : body));

@@ -85,7 +85,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       status: 404,
       headers: {
         "content-type": type,
-        "content-length": String(typeof body === "string" ? body.length : body.length),
+        "content-length": String(body.length),
       },
     });
   }

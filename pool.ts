@@ -14,7 +14,13 @@ import { Channel } from "./_channel.ts";
 import { Queue } from "./_queue.ts";
 import { deserializeError, type FromWorker, type InitMessage, type ToWorker } from "./_messages.ts";
 
-export { handleJobs, type JobContext, type JobHandler, transfer } from "./_job_runner.ts";
+export {
+  handleJobs,
+  type JobContext,
+  type JobHandler,
+  type Transfer,
+  transfer,
+} from "./_job_runner.ts";
 
 /** Why the pool refused or lost a job; see {@linkcode WorkerPoolError.code}. */
 export type WorkerPoolErrorCode =
@@ -569,7 +575,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
         job.startedAt = 0;
         if (job.timer !== undefined) clearTimeout(job.timer);
         job.timer = undefined;
-        this.#requeueFront(job);
+        this.#queue.unshift(job);
       }
       if (this.#startupFailures >= this.#maxStartupFailures) {
         this.#break(cause);
@@ -636,10 +642,6 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     this.#release(fresh);
   }
 
-  #requeueFront(job: Job): void {
-    this.#queue.unshift(job);
-  }
-
   #break(cause: unknown): void {
     this.#broken = new WorkerPoolError(
       "startup-failed",
@@ -664,13 +666,13 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
   /** Rejects queued jobs that have waited longer than `queueTimeout`. */
   #armQueueTimer(): void {
     if (this.#queueTimeout === Infinity || this.#queueTimer !== undefined) return;
-    const oldest = this.#peekQueue();
+    const oldest = this.#queue.peek();
     if (!oldest) return;
     const due = oldest.queuedAt + this.#queueTimeout - performance.now();
     this.#queueTimer = setTimeout(() => {
       this.#queueTimer = undefined;
       const now = performance.now();
-      for (let job = this.#peekQueue(); job; job = this.#peekQueue()) {
+      for (let job = this.#queue.peek(); job; job = this.#queue.peek()) {
         if (now - job.queuedAt < this.#queueTimeout) break;
         this.#queue.shift();
         this.#settle(
@@ -685,10 +687,6 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
       this.#armQueueTimer();
       this.#maybeShutDown();
     }, Math.max(0, due));
-  }
-
-  #peekQueue(): Job | undefined {
-    return this.#queue.peek();
   }
 
   #maybeShutDown(): void {

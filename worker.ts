@@ -29,7 +29,7 @@ import {
   type ResponseBatch,
   type WorkerConfig,
 } from "./_wire.ts";
-import { handleJobs, type JobContext, transfer } from "./pool.ts";
+import { handleJobs, type JobContext, type Transfer, transfer } from "./pool.ts";
 
 /** A request handler, as `Deno.serve` and `deno serve` modules take. */
 export type Handler = (request: Request) => Response | Promise<Response>;
@@ -76,6 +76,12 @@ class Reply {
 
   file(body: FileBody): void {
     this.#files.push(body);
+  }
+
+  /** Hands over what was collected, marked to move rather than copy. */
+  takeTransfer(): Transfer<ResponseBatch> {
+    const batch = this.take();
+    return transfer(batch, [batch.bytes.buffer, batch.index.buffer]);
   }
 
   take(): ResponseBatch {
@@ -258,9 +264,7 @@ function answerBatch(
   batch: RequestBatch,
   context: JobContext<ResponseBatch>,
   maxResponseBody: number,
-):
-  | ReturnType<typeof transfer<ResponseBatch>>
-  | Promise<ReturnType<typeof transfer<ResponseBatch>>> {
+): Transfer<ResponseBatch> | Promise<Transfer<ResponseBatch>> {
   const reply = new Reply(context.workerId);
   const { bytes, index } = batch;
   let pending = 0;
@@ -272,8 +276,8 @@ function answerBatch(
     if (pending === 0) {
       finish?.();
     } else if (reply.size > 0) {
-      const out = reply.take();
-      context.progress(out, [out.bytes.buffer, out.index.buffer]);
+      const { value, list } = reply.takeTransfer();
+      context.progress(value, list);
     }
   };
 
@@ -317,16 +321,10 @@ function answerBatch(
     });
   }
 
-  if (pending === 0) {
-    const out = reply.take();
-    return transfer(out, [out.bytes.buffer, out.index.buffer]);
-  }
+  if (pending === 0) return reply.takeTransfer();
   if (reply.size > 0) flush();
   return new Promise((resolve) => {
-    finish = () => {
-      const out = reply.take();
-      resolve(transfer(out, [out.bytes.buffer, out.index.buffer]));
-    };
+    finish = () => resolve(reply.takeTransfer());
   });
 }
 
