@@ -490,10 +490,15 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     return slot;
   }
 
+  /** Assigns `job` to `slot`; it is posted once the worker is ready. */
   #dispatch(slot: Slot, job: Job): void {
     job.slot = slot;
-    job.startedAt = performance.now();
     slot.job = job;
+    if (slot.ready) this.#start(slot, job);
+  }
+
+  #start(slot: Slot, job: Job): void {
+    job.startedAt = performance.now();
     this.#logger.debug(`Worker ${slot.id} got a job; executing.`);
     if (this.#timeout !== Infinity) {
       job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
@@ -508,6 +513,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     if (message.type === "ready") {
       slot.ready = true;
       this.#startupFailures = 0;
+      if (slot.job) this.#start(slot, slot.job);
       return;
     }
     if (message.type === "exit") {
@@ -568,16 +574,13 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     const job = slot.job;
     slot.job = undefined;
     if (!slot.ready) {
-      this.#startupFailures++;
+      // Died while starting. A job assigned to it was held back until
+      // "ready", so it certainly never ran: it goes back to the front.
       if (job) {
-        // It never ran: put it back at the front of the line.
         job.slot = undefined;
-        job.startedAt = 0;
-        if (job.timer !== undefined) clearTimeout(job.timer);
-        job.timer = undefined;
         this.#queue.unshift(job);
       }
-      if (this.#startupFailures >= this.#maxStartupFailures) {
+      if (++this.#startupFailures >= this.#maxStartupFailures) {
         this.#break(cause);
         return;
       }
@@ -612,7 +615,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
   #abort(job: Job): void {
     const reason = job.signal!.reason;
     const slot = job.slot;
-    if (slot) {
+    if (slot && !slot.ready) {
+      // Assigned but not yet posted: the worker never saw it.
+      slot.job = undefined;
+      this.#settle(job, reason, false);
+      this.#release(slot);
+    } else if (slot) {
       slot.job = undefined;
       this.#settle(job, reason, false);
       this.#replace(slot, "its job was aborted");

@@ -129,6 +129,7 @@ Deno.test("WorkerPool.run() with an aborted signal drops a queued job before it 
 
 Deno.test("WorkerPool.run() with an aborted signal terminates and replaces a running job's worker", async () => {
   await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  await pool.run({ op: "echo", value: "warm" }); // started: the next job runs at once
   const controller = new AbortController();
   const spinning = pool.run({ op: "spin" }, [], { signal: controller.signal });
   await until(() => pool.stats().busy === 1);
@@ -136,6 +137,29 @@ Deno.test("WorkerPool.run() with an aborted signal terminates and replaces a run
   await assert.rejects(spinning, /stop/);
   assert.equal(await pool.run({ op: "echo", value: "fresh" }), "fresh");
   assert.equal(pool.stats().replaced, 1);
+});
+
+Deno.test("WorkerPool.run() aborted while its worker is still starting never reaches the worker", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  const controller = new AbortController();
+  const early = pool.run({ op: "echo", value: "early" }, [], { signal: controller.signal });
+  controller.abort(new Error("gave up"));
+  await assert.rejects(early, /gave up/);
+  assert.equal(await pool.run({ op: "whoami" }), 0, "the same worker, never replaced");
+  assert.equal(pool.stats().replaced, 0);
+});
+
+Deno.test("WorkerPool: poison jobs on freshly replaced workers fail alone and never break the pool", async () => {
+  await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
+  // Each crash lands on the worker that replaced the last one, right after
+  // it started: more crashes in a row than maxStartupFailures allows.
+  for (let i = 0; i < 5; i++) {
+    const error = await pool.run({ op: "crash", message: `poison ${i}` }).catch((e) => e);
+    assert.ok(error instanceof WorkerPoolError);
+    assert.equal(error.code, "worker-exited", error.message);
+  }
+  assert.equal(await pool.run({ op: "echo", value: "alive" }), "alive");
+  assert.equal(pool.stats().replaced, 5);
 });
 
 Deno.test("WorkerPool rejects with code startup-failed when workers keep dying at start", async () => {
