@@ -179,18 +179,71 @@ export class Dispatcher {
     }
     const bytes = this.#writer.take();
     if (live === 0) return;
-    const batch: RequestBatch = { bytes, index: new Uint32Array(index) };
+    this.#run({ bytes, index: new Uint32Array(index) }, pendings, false);
+  }
+
+  /**
+   * Runs one batch. It is copied into the message rather than transferred:
+   * the main thread keeps the bytes so that, if the worker dies, it can run
+   * the innocent neighbours of whichever request killed it again.
+   */
+  #run(batch: RequestBatch, pendings: Pending[], alone: boolean): void {
     this.#inFlight++;
-    this.#pool.run(batch, [batch.bytes.buffer, batch.index.buffer], {
+    this.#pool.run(batch, [], {
       onProgress: (reply) => this.#outstanding -= deliver(pendings, reply),
     }).then(
       (reply) => this.#outstanding -= deliver(pendings, reply),
-      (error) => this.#outstanding -= fail(pendings, error),
+      (error) => this.#failed(batch, pendings, error, alone),
     ).finally(() => {
       this.#inFlight--;
       this.#flush();
     });
   }
+
+  /**
+   * A batch's worker died or overran its deadline, taking every request it
+   * had not answered. One of them did it, and nothing says which: when there
+   * are several, each idempotent one runs again alone (once), so only the
+   * culprit gets the 500 or 504. Non-idempotent ones are not replayed.
+   */
+  #failed(batch: RequestBatch, pendings: Pending[], error: unknown, alone: boolean): void {
+    const unanswered: number[] = [];
+    for (let i = 0; i < pendings.length; i++) {
+      if (pendings[i].bytes === null && !pendings[i].cancelled) unanswered.push(i);
+    }
+    const workerFault = error instanceof WorkerPoolError &&
+      (error.code === "worker-exited" || error.code === "timeout");
+    if (alone || !workerFault || unanswered.length < 2) {
+      this.#outstanding -= fail(pendings, error);
+      return;
+    }
+    const { bytes, index } = batch;
+    for (const i of unanswered) {
+      const at = i * REQUEST_FIELDS;
+      const [offset, headLength, bodyLength, flags] = index.subarray(at, at + REQUEST_FIELDS);
+      if (!isIdempotent(bytes, offset)) {
+        this.#outstanding -= fail([pendings[i]], error);
+        continue;
+      }
+      this.#run(
+        {
+          bytes: bytes.slice(offset, offset + headLength + bodyLength),
+          index: Uint32Array.of(0, headLength, bodyLength, flags),
+        },
+        [pendings[i]],
+        true,
+      );
+    }
+  }
+}
+
+// RFC 9110 §9.2.2: safe to send again after a failure.
+const IDEMPOTENT = ["GET ", "HEAD ", "OPTIONS ", "PUT ", "DELETE ", "TRACE "].map((method) =>
+  new TextEncoder().encode(method)
+);
+
+function isIdempotent(bytes: Uint8Array, offset: number): boolean {
+  return IDEMPOTENT.some((method) => method.every((b, i) => bytes[offset + i] === b));
 }
 
 /** Hands each response to its request; returns how many were answered. */

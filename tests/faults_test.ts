@@ -37,6 +37,37 @@ for (const fault of ["crash", "reject", "close", "exit"]) {
   });
 }
 
+Deno.test("a request that kills its worker fails alone: idempotent batch neighbours run again", async () => {
+  await using server = await start({ workers: 1 });
+  // One write, one read, one batch: the crash takes the unfinished sleeps with it.
+  const { responses } = await exchange(
+    server.addr.port,
+    "GET /sleep?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /crash HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "POST /sleep?ms=200 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" +
+      "GET /hit HTTP/1.1\r\nHost: x\r\n\r\n",
+    { responses: 4 },
+  );
+  assert.deepEqual(responses.map((r) => [r.status, r.body.trim()]), [
+    [200, "slept"], // run again alone
+    [500, "The worker handling this request crashed"], // the culprit, alone too
+    [500, "The worker handling this request crashed"], // POST: not replayed
+    [200, "1"], // answered before the crash, or run again alone: once either way
+  ]);
+  assert.equal(server.stats().replaced, 2);
+});
+
+Deno.test("a request past its deadline fails alone: its stalled batch neighbours run again", async () => {
+  await using server = await start({ workers: 1, timeout: 300 });
+  const { responses } = await exchange(
+    server.addr.port,
+    "GET /sleep?ms=10 HTTP/1.1\r\nHost: x\r\n\r\nGET /spin HTTP/1.1\r\nHost: x\r\n\r\n",
+    { responses: 2 },
+  );
+  // The spin blocks the worker's event loop, so the sleep could not finish.
+  assert.deepEqual(responses.map((r) => r.status), [200, 504]);
+});
+
 Deno.test("a handler that throws gets 500 and its worker is kept", async () => {
   await using server = await start();
   assert.equal((await status(new URL("/throw", server.url))).status, 500);
