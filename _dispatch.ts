@@ -1,6 +1,6 @@
 /**
  * Batches framed requests into pool jobs. Requests framed during one turn of
- * the event loop travel together, in one transferred buffer, to the
+ * the event loop travel together, in one buffer, to the
  * longest-idle worker. While every worker is busy they gather in one pending
  * batch (bounded by `maxQueue`), which the next worker to finish takes whole:
  * under load, batches grow and messages per request fall.

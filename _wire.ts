@@ -3,8 +3,9 @@
  * once. One pool job carries a batch of framed requests; the worker answers
  * with batches of responses, as progress for the ones ready early (so a
  * /sleep in the batch never holds back its neighbours) and as the result for
- * the rest. Bytes travel in one transferred `ArrayBuffer` per message, with a
- * `Uint32Array` index into it.
+ * the rest. Bytes travel in one `ArrayBuffer` per message with a `Uint32Array`
+ * index into it: responses are transferred; requests are copied, so that the
+ * main thread still has them if the worker dies.
  */
 
 /** Settings every server worker starts with. */
