@@ -171,6 +171,13 @@ const DEFAULTS = {
 };
 
 const MAX_PIPELINE = 64;
+/**
+ * Signals this close to the first one are copies of the same stop request:
+ * Ctrl-C reaches every process of the terminal's foreground group, and
+ * `deno task` forwards its own copy within a millisecond. A person who means
+ * "stop now" presses again after the window.
+ */
+export const STOP_WINDOW_MS = 1000;
 /** How often deadlines are checked; also the resolution of every timeout. */
 const SWEEP_MS = 250;
 const MAX_RESPONSE_BODY = 64 << 20;
@@ -560,13 +567,19 @@ async function main(): Promise<number> {
   }
   console.log(`Listening on ${server.url} with ${server.workers} workers`);
   const { promise: signalled, resolve } = Promise.withResolvers<Deno.Signal>();
-  let signals = 0;
+  let firstSignalAt = -1;
   const onSignal = (signal: Deno.Signal) => () => {
-    if (++signals > 1) {
-      console.error("Second signal: exiting now.");
+    const now = performance.now();
+    if (firstSignalAt < 0) {
+      firstSignalAt = now;
+      resolve(signal);
+    } else if (now - firstSignalAt > STOP_WINDOW_MS) {
+      const cut = server.stats().requests;
+      console.error(`Second signal: exiting now; cut ${cut} requests in flight.`);
       Deno.exit(130);
     }
-    resolve(signal);
+    // Within the window: another copy of the same stop request (a terminal
+    // signals the whole process group, and `deno task` forwards its copy).
   };
   const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
     const handler = onSignal(signal);

@@ -19,13 +19,26 @@ export interface ServerProcess {
   stderr: Promise<string>;
 }
 
+/** Options for {@linkcode startServerProcess}. */
+export interface StartOptions {
+  /**
+   * Start the process as the leader of a new process group (through
+   * `setsid`), so a test can signal the whole group as a terminal does.
+   */
+  ownGroup?: boolean;
+}
+
 /**
  * Runs `deno <args>` in the project folder and resolves once it prints its
  * "Listening on URL" line.
  */
-export async function startServerProcess(args: string[]): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+export async function startServerProcess(
+  args: string[],
+  options: StartOptions = {},
+): Promise<ServerProcess> {
+  const command = options.ownGroup ? "setsid" : Deno.execPath();
+  const child = new Deno.Command(command, {
+    args: options.ownGroup ? [Deno.execPath(), ...args] : args,
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "piped",

@@ -1,6 +1,7 @@
 /** Graceful shutdown of the real server process on SIGTERM/SIGINT. */
 import assert from "node:assert/strict";
 
+import { STOP_WINDOW_MS } from "../main.ts";
 import { startServerProcess } from "./_process.ts";
 
 function startProcess(args: string[]) {
@@ -69,16 +70,51 @@ Deno.test("a drain past --shutdown-timeout cuts what is left and exits non-zero 
   assert.notEqual(await sleeping, 200);
 });
 
-Deno.test("a second signal exits at once", async () => {
+Deno.test("a second signal after the stop window exits at once with a count", async () => {
   const server = await startProcess(["--workers", "1", "--sleep-ms", "30000"]);
   const sleeping = fetch(new URL("/sleep", server.url)).then((r) => r.status, () => "reset");
   await inFlight(server.url, 1);
   server.child.kill("SIGTERM");
   await server.printed("Shutting down.");
+  // The behaviour under test is about time: copies within the window count once.
+  await new Promise((resolve) => setTimeout(resolve, STOP_WINDOW_MS + 100));
   server.child.kill("SIGTERM");
   const status = await server.child.status;
   assert.equal(status.code, 130);
-  assert.match(await server.stderr, /Second signal/);
+  assert.match(await server.stderr, /Second signal: exiting now; cut 1 requests in flight/);
   await server.stdout;
   assert.notEqual(await sleeping, 200);
 });
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`${signal} to the process group of deno task start (as Ctrl-C does) drains and exits 0`, async () => {
+    const server = await startServerProcess([
+      "task",
+      "--quiet",
+      "start",
+      "--port",
+      "0",
+      "--workers",
+      "1",
+      "--sleep-ms",
+      "1500",
+      "--quiet",
+      "--stats",
+    ], { ownGroup: true });
+    const sleeping = fetch(new URL("/sleep", server.url)).then(async (r) => ({
+      status: r.status,
+      body: await r.text(),
+    }));
+    await inFlight(server.url, 1);
+    // Both `deno task` and the server get this; `deno task` forwards a copy.
+    Deno.kill(-server.child.pid, signal);
+    const answer = await sleeping;
+    assert.equal(answer.status, 200);
+    assert.match(answer.body, /<\/html>/);
+    const status = await server.child.status;
+    const stderr = await server.stderr;
+    assert.equal(status.code, 0, stderr);
+    assert.doesNotMatch(stderr, /Second signal/);
+    assert.match(await server.stdout, /^Shutting down\.$/m);
+  });
+}
