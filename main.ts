@@ -9,11 +9,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { Connection, type ConnectionOptions } from "./_connection.ts";
-import { Dispatcher, type Pending } from "./_dispatch.ts";
-import { plainResponse } from "./_http.ts";
-import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_log.ts";
-import type { RequestBatch, ResponseBatch, WorkerConfig } from "./_wire.ts";
+import { Connection, type ConnectionOptions } from "./_server/connection.ts";
+import {
+  type Exchange,
+  type ExchangeCounters,
+  type HttpPool,
+  RESPONSE_WINDOW,
+} from "./_server/exchange.ts";
+import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_server/log.ts";
+import { plainResponse } from "./_shared/http.ts";
+import type { WorkerConfig } from "./_shared/protocol.ts";
 import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
 
 /** Options for {@linkcode serve}. Every limit has the default the CLI uses. */
@@ -33,6 +38,11 @@ export interface ServeOptions {
    * @default {navigator.hardwareConcurrency}
    */
   workers?: number;
+  /**
+   * Requests one worker runs at once; awaiting handlers interleave.
+   * @default {64}
+   */
+  workerConcurrency?: number;
   /**
    * Directory the static handler serves.
    * @default {"static"}
@@ -100,8 +110,9 @@ export interface ServeOptions {
    */
   stats?: boolean;
   /**
-   * Milliseconds a request may run on a worker; past it the client gets 504
-   * and the worker is replaced.
+   * Milliseconds from when a worker starts a request until its response head
+   * is ready; past it the request's signal aborts and the client gets 504. A
+   * worker whose event loop cannot answer within it is replaced.
    * @default {30000}
    */
   timeout?: number;
@@ -121,7 +132,8 @@ export interface ServeOptions {
    */
   idleTimeout?: number;
   /**
-   * Milliseconds a response write may stall before the client is dropped.
+   * Milliseconds one response write may make no progress before the client
+   * is dropped.
    * @default {10000}
    */
   writeTimeout?: number;
@@ -132,10 +144,8 @@ export interface ServeOptions {
   shutdownTimeout?: number;
 }
 
-/** {@linkcode WorkerPoolStats} plus the server's connections and request queue. */
+/** {@linkcode WorkerPoolStats} plus the server's connections and requests. */
 export interface ServerStats extends WorkerPoolStats {
-  /** Batches of requests running on workers. */
-  batches: number;
   /** Requests accepted and not yet answered (queued or running). */
   requests: number;
   /** Open client connections. */
@@ -153,6 +163,7 @@ const DEFAULTS = {
   port: 7878,
   root: "static",
   sleepMs: 5000,
+  workerConcurrency: 64,
   logLevel: "info" as LogLevel,
   maxBody: 1 << 20,
   maxHead: 16 << 10,
@@ -170,7 +181,10 @@ const DEFAULTS = {
   shutdownTimeout: 10_000,
 };
 
-const MAX_PIPELINE = 64;
+/** Responses one connection may owe before it stops reading. */
+const MAX_PIPELINE = 16;
+/** Response bytes one connection may hold unwritten before it stops reading. */
+const MAX_OUTPUT = 256 << 10;
 /**
  * Signals this close to the first one are copies of the same stop request:
  * Ctrl-C reaches every process of the terminal's foreground group, and
@@ -180,7 +194,6 @@ const MAX_PIPELINE = 64;
 export const STOP_WINDOW_MS = 1000;
 /** How often deadlines are checked; also the resolution of every timeout. */
 const SWEEP_MS = 250;
-const MAX_RESPONSE_BODY = 64 << 20;
 
 /**
  * A running brigade server. Made by {@linkcode serve}.
@@ -189,8 +202,8 @@ export class Server {
   /** The address the server is bound to. */
   readonly addr: Deno.NetAddr;
   #listener: Deno.TcpListener;
-  #pool: WorkerPool<RequestBatch, ResponseBatch, ResponseBatch>;
-  #dispatcher: Dispatcher;
+  #pool: HttpPool;
+  #counters: ExchangeCounters = { requests: 0 };
   #connections = new Set<Connection>();
   #options: ConnectionOptions;
   #maxConnections: number;
@@ -215,18 +228,16 @@ export class Server {
       root: o.root,
       sleepMs: o.sleepMs,
       handler: o.handler === undefined ? undefined : String(o.handler),
-      maxResponseBody: MAX_RESPONSE_BODY,
+      window: RESPONSE_WINDOW,
     };
     this.#pool = new WorkerPool(new URL("./worker.ts", import.meta.url), {
       size: o.workers,
+      concurrency: o.workerConcurrency,
       workerData: config,
       timeout: o.timeout,
-      logger: this.#logger,
-    });
-    this.#dispatcher = new Dispatcher(this.#pool, {
       maxQueue: o.maxQueue,
       queueTimeout: o.queueTimeout,
-      clock: this.#clock,
+      logger: this.#logger,
     });
     if (o.accessLog) this.#accessLog = new AccessLog();
     const accessLog = this.#accessLog;
@@ -240,17 +251,18 @@ export class Server {
       idleTimeout: o.idleTimeout,
       writeTimeout: o.writeTimeout,
       maxPipeline: MAX_PIPELINE,
+      maxOutput: MAX_OUTPUT,
       clock: this.#clock,
       stats: o.stats ? () => JSON.stringify(this.stats()) : undefined,
       onResponse: accessLog
-        ? (pending: Pending, remote: string) =>
+        ? (exchange: Exchange, remote: string) =>
           accessLog.write(
             remote,
-            pending.requestLine,
-            pending.status,
-            pending.bodyBytes,
-            performance.now() - pending.startedAt,
-            pending.workerId,
+            exchange.requestLine,
+            exchange.status,
+            exchange.bodyBytes,
+            performance.now() - exchange.startedAt,
+            exchange.workerId,
           )
         : undefined,
     };
@@ -275,15 +287,13 @@ export class Server {
   }
 
   /**
-   * The worker pool's counters and timings, plus the server's own queue:
-   * `queued` counts requests waiting for a worker, `batches` the jobs running.
+   * The worker pool's counters and timings (one job is one request), plus
+   * the server's requests in progress and open connections.
    */
   stats(): ServerStats {
     return {
       ...this.#pool.stats(),
-      queued: this.#dispatcher.queued,
-      batches: this.#dispatcher.inFlight,
-      requests: this.#dispatcher.outstanding,
+      requests: this.#counters.requests,
       connections: this.#connections.size,
     };
   }
@@ -357,7 +367,7 @@ export class Server {
         // The peer is already gone; the read will say so.
       }
       this.#connections.add(
-        new Connection(conn, this.#dispatcher, this.#options, this.#forget),
+        new Connection(conn, this.#pool, this.#counters, this.#options, this.#forget),
       );
     }
   }
@@ -384,7 +394,6 @@ export class Server {
   #sweep(): void {
     const now = this.#clock.now = performance.now();
     for (const connection of this.#connections) connection.sweep(now);
-    this.#dispatcher.sweep(now);
   }
 }
 
@@ -427,6 +436,7 @@ Options:
   --port <n>               port to listen on, 0 for any free port (default 7878)
   --hostname <host>        address to listen on (default 127.0.0.1)
   --workers <n>            worker count (default: number of CPUs)
+  --worker-concurrency <n> requests one worker runs at once (default 64)
   --root <dir>             directory to serve (default static)
   --sleep-ms <ms>          how long GET /sleep takes (default 5000)
   --handler <module>       serve with a module's default { fetch } instead of files
@@ -438,7 +448,8 @@ Options:
   --max-connections <n>    open connections (default 10000)
   --max-queue <n>          requests waiting for a worker (default 1024)
   --queue-timeout <ms>     longest wait for a worker, then 503 (default 10000)
-  --timeout <ms>           per-request deadline on a worker (default 30000)
+  --timeout <ms>           time for a worker to start a response (default 30000)
+  --write-timeout <ms>     longest stall of one response write (default 10000)
   --idle-timeout <ms>      keep-alive idle timeout (default 5000)
   --head-timeout <ms>      time for a request head to arrive (default 10000)
   --shutdown-timeout <ms>  drain time on SIGINT/SIGTERM (default 10000)
@@ -473,6 +484,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
         port: { type: "string" },
         hostname: { type: "string" },
         workers: { type: "string" },
+        "worker-concurrency": { type: "string" },
         root: { type: "string" },
         "sleep-ms": { type: "string" },
         handler: { type: "string" },
@@ -486,6 +498,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
         "queue-timeout": { type: "string" },
         stats: { type: "boolean" },
         timeout: { type: "string" },
+        "write-timeout": { type: "string" },
         "idle-timeout": { type: "string" },
         "head-timeout": { type: "string" },
         "shutdown-timeout": { type: "string" },
@@ -519,6 +532,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     port,
     hostname: values.hostname,
     workers: int("workers", values.workers, 1),
+    workerConcurrency: int("worker-concurrency", values["worker-concurrency"], 1),
     root: values.root,
     sleepMs: int("sleep-ms", values["sleep-ms"], 0),
     handler: values.handler === undefined
@@ -534,6 +548,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     queueTimeout: int("queue-timeout", values["queue-timeout"], 1),
     stats: values.stats,
     timeout: int("timeout", values.timeout, 1),
+    writeTimeout: int("write-timeout", values["write-timeout"], 1),
     idleTimeout: int("idle-timeout", values["idle-timeout"], 1),
     headTimeout: int("head-timeout", values["head-timeout"], 1),
     shutdownTimeout: int("shutdown-timeout", values["shutdown-timeout"], 0),

@@ -1,26 +1,30 @@
 /**
  * A fixed-size pool of module Web Workers, the Rust Book's `ThreadPool` for
- * Deno. It knows nothing of HTTP: a job is any structured-cloneable message,
+ * Deno. It knows nothing of HTTP: a job is any structured-cloneable value,
  * and a worker module answers it through {@linkcode handleJobs}.
  *
- * Each worker talks to the pool over its own `MessageChannel`. Idle workers
- * wait in one FIFO queue; a job goes to the longest-idle worker, or waits in a
- * FIFO job queue until a worker finishes.
+ * Each worker talks to the pool over its own `MessagePort`, and runs up to
+ * `concurrency` jobs at once. A job is a stream: besides its data and its
+ * result, either side may send messages and flow-control credit while it
+ * runs. Workers with nothing to do wait in one FIFO idle queue, and a job
+ * goes to the longest-idle worker first; otherwise to the least-loaded
+ * worker whose event loop has caught up with what it was given; otherwise it
+ * waits in a FIFO job queue.
  *
  * @module
  */
 
-import { Channel } from "./_channel.ts";
-import { Queue } from "./_queue.ts";
-import { deserializeError, type FromWorker, type InitMessage, type ToWorker } from "./_messages.ts";
+import { Channel } from "./_shared/channel.ts";
+import { Queue } from "./_pool/queue.ts";
+import {
+  deserializeError,
+  type Envelope,
+  type FromWorker,
+  type InitMessage,
+  type ToWorker,
+} from "./_shared/protocol.ts";
 
-export {
-  handleJobs,
-  type JobContext,
-  type JobHandler,
-  type Transfer,
-  transfer,
-} from "./_job_runner.ts";
+export { blockThread, handleJobs, type JobContext, type JobHandler } from "./_worker/jobs.ts";
 
 /** Why the pool refused or lost a job; see {@linkcode WorkerPoolError.code}. */
 export type WorkerPoolErrorCode =
@@ -38,31 +42,37 @@ export type WorkerPoolErrorCode =
  *
  * @example Telling overload from a job's own failure
  * ```ts
- * import { WorkerPool, WorkerPoolError } from "./pool.ts";
+ * import assert from "node:assert/strict";
+ * import { WorkerPoolError } from "./pool.ts";
  *
- * async function tryRun(pool: WorkerPool<string, string>) {
- *   try {
- *     return await pool.run("job");
- *   } catch (error) {
- *     if (error instanceof WorkerPoolError && error.code === "queue-full") return "busy";
- *     throw error;
- *   }
- * }
+ * const error = new WorkerPoolError("queue-full", "Cannot run a job: the queue is full");
+ * assert.equal(error.code, "queue-full");
+ * assert.equal(error.shared, false);
  * ```
  */
 export class WorkerPoolError extends Error {
   /** What went wrong, for callers that branch on it. */
   readonly code: WorkerPoolErrorCode;
+  /**
+   * For `"worker-exited"`: the worker was running other jobs too, so this
+   * job may be an innocent neighbour of the one that killed it.
+   */
+  readonly shared: boolean;
 
   /**
    * @param code What went wrong.
    * @param message A sentence for people.
-   * @param options The underlying cause, if any.
+   * @param options The underlying cause, and whether the worker was shared.
    */
-  constructor(code: WorkerPoolErrorCode, message: string, options?: ErrorOptions) {
+  constructor(
+    code: WorkerPoolErrorCode,
+    message: string,
+    options?: ErrorOptions & { shared?: boolean },
+  ) {
     super(message, options);
     this.name = "WorkerPoolError";
     this.code = code;
+    this.shared = options?.shared ?? false;
   }
 }
 
@@ -82,6 +92,12 @@ export interface WorkerPoolOptions {
    */
   size?: number;
   /**
+   * Jobs one worker runs at once. Jobs that await interleave on a worker's
+   * event loop; 1 gives the book's one-job-per-thread pool.
+   * @default {1}
+   */
+  concurrency?: number;
+  /**
    * Structured-cloneable value handed to every worker's setup function.
    * @default {undefined}
    */
@@ -99,9 +115,11 @@ export interface WorkerPoolOptions {
    */
   queueTimeout?: number;
   /**
-   * Deadline in milliseconds for a job once a worker has started it. Past it
-   * the job is rejected with code `"timeout"` and its worker is terminated
-   * and replaced, since it may be stuck in a loop.
+   * Milliseconds a started job has to answer: to send its first message or
+   * finish. Past it the job is cancelled and rejected with code `"timeout"`.
+   * It is also how long a worker's event loop may go without answering the
+   * pool: a worker that cannot answer a ping within it (outside a declared
+   * {@linkcode blockThread}) is stuck, and is terminated and replaced.
    * @default {Infinity}
    */
   timeout?: number;
@@ -118,29 +136,51 @@ export interface WorkerPoolOptions {
   logger?: PoolLogger;
 }
 
-/** Options for one {@linkcode WorkerPool.run} call. */
-export interface RunOptions<Progress> {
-  /** Drops the job if queued; terminates and replaces its worker if running. */
+/** Options for one job, given to {@linkcode WorkerPool.submit} or {@linkcode WorkerPool.run}. */
+export interface RunOptions<Message = unknown> {
+  /** Objects in the job's data to move rather than copy. */
+  transfer?: Transferable[];
+  /** Drops the job if queued; cancels it on its worker if running. */
   signal?: AbortSignal;
-  /** Called with each value the worker sends through `context.progress()`. */
-  onProgress?: (progress: Progress) => void;
+  /** Run only on a worker with nothing else to do, and give it nothing else meanwhile. */
+  exclusive?: boolean;
+  /** Receives each message the job sends before its result. */
+  onMessage?: (message: Message) => void;
+  /** Receives flow-control credit from the job for the messages sent to it. */
+  onCredit?: (bytes: number) => void;
+}
+
+/** A submitted job: its result, and the way to talk to it while it runs. */
+export interface Job<Result> {
+  /** Settles with the job's result, or rejects with why it has none. */
+  readonly result: Promise<Result>;
+  /** Sends a message to the running job; held until the job starts on a worker. */
+  send(message: unknown, transfer?: Transferable[]): void;
+  /** Tells the job that `bytes` of its messages were consumed. */
+  credit(bytes: number): void;
+  /** Drops the job if queued, cancels it on its worker if running, and rejects it. */
+  cancel(reason: unknown): void;
 }
 
 /** A snapshot of the pool, from {@linkcode WorkerPool.stats}. */
 export interface WorkerPoolStats {
   /** Workers in the pool, the fixed size. */
   workers: number;
-  /** Workers waiting for a job. */
+  /** Workers with no job. */
   idle: number;
-  /** Workers running a job. */
+  /** Workers with at least one job. */
   busy: number;
+  /** Workers in a declared block (see {@linkcode blockThread}). */
+  blocked: number;
+  /** Jobs running on workers. */
+  running: number;
   /** Jobs waiting for a worker. */
   queued: number;
-  /** Jobs a worker answered. */
+  /** Jobs a worker finished. */
   completed: number;
   /** Jobs that ended in an error of any kind. */
   failed: number;
-  /** Workers terminated and started anew after a crash, deadline or abort. */
+  /** Workers terminated and started anew after a crash or for being stuck. */
   replaced: number;
   /** Milliseconds jobs spent queued, over the most recent jobs. */
   waitTime: Percentiles;
@@ -156,19 +196,24 @@ export interface Percentiles {
   max: number;
 }
 
-interface Job {
+interface Task {
   id: number;
   data: unknown;
   transfer: Transferable[];
+  exclusive: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  onProgress: ((progress: never) => void) | undefined;
+  onMessage: ((message: never) => void) | undefined;
+  onCredit: ((bytes: number) => void) | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Messages and credit sent before the task reached a worker. */
+  held: { frame: ToWorker; transfer?: Transferable[] }[];
   queuedAt: number;
   startedAt: number;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  answered: boolean;
   slot: Slot | undefined;
+  settled: boolean;
 }
 
 interface Slot {
@@ -176,30 +221,45 @@ interface Slot {
   worker: Worker;
   channel: Channel<ToWorker, FromWorker>;
   ready: boolean;
-  job: Job | undefined;
+  tasks: Map<number, Task>;
+  exclusive: boolean;
+  /** Number of the last envelope that carried a run frame. */
+  runEnvelope: number;
+  /** Envelopes of ours the worker has processed. */
+  seen: number;
+  lastHeard: number;
+  /** When an unanswered ping was sent, and the envelope number it went in. */
+  pingAt: number;
+  pingEnvelope: number;
+  blockedUntil: number;
 }
 
 const SAMPLE_SIZE = 1024;
+const SWEEP_MS = 100;
 
 /**
- * A fixed-size pool of module Web Workers that run jobs one at a time each.
+ * A fixed-size pool of module Web Workers, each running up to `concurrency`
+ * jobs at once.
  *
  * @typeParam Data What `run()` sends to a worker.
  * @typeParam Result What the worker's handler returns.
- * @typeParam Progress What the worker may send before its result.
+ * @typeParam Message What the job may send before its result.
  *
  * @example Squaring numbers on two workers
  * ```ts
+ * import assert from "node:assert/strict";
  * import { WorkerPool } from "./pool.ts";
  *
  * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
  * await using pool = new WorkerPool<number, number>(url, { size: 2 });
  * const squares = await Promise.all([1, 2, 3].map((n) => pool.run(n)));
+ * assert.deepEqual(squares, [1, 4, 9]);
  * ```
  */
-export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
+export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   #url: URL;
   #size: number;
+  #concurrency: number;
   #workerData: unknown;
   #maxQueue: number;
   #queueTimeout: number;
@@ -209,12 +269,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
 
   #slots: Slot[] = [];
   #idle = new Queue<Slot>();
-  #queue = new Queue<Job>();
-  #nextJobId = 1;
+  #queue = new Queue<Task>();
+  #nextTaskId = 1;
   #nextWorkerId = 0;
   #startupFailures = 0;
   #broken: WorkerPoolError | undefined;
-  #queueTimer: ReturnType<typeof setTimeout> | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
 
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -231,9 +291,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
    * Starts `size` module workers from `url` at once.
    *
    * @param url Absolute URL of a worker module that calls {@linkcode handleJobs}.
-   * @param options Size, limits and logging.
-   * @throws {RangeError} If `size`, `maxQueue`, `timeout`, `queueTimeout` or
-   * `maxStartupFailures` is out of range.
+   * @param options Size, concurrency, limits and logging.
+   * @throws {RangeError} If `size`, `concurrency`, `maxQueue`, `timeout`,
+   * `queueTimeout` or `maxStartupFailures` is out of range.
    * @throws {TypeError} If `url` is not an absolute URL.
    */
   constructor(url: string | URL, options: WorkerPoolOptions = {}) {
@@ -241,6 +301,14 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(
         `Cannot create WorkerPool: size must be a positive integer, received ${String(size)}`,
+      );
+    }
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new RangeError(
+        `Cannot create WorkerPool: concurrency must be a positive integer, received ${
+          String(concurrency)
+        }`,
       );
     }
     this.#maxQueue = checkLimit("maxQueue", options.maxQueue, true);
@@ -259,6 +327,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
       );
     }
     this.#size = size;
+    this.#concurrency = concurrency;
     this.#workerData = options.workerData;
     this.#logger = options.logger ?? { debug() {}, info() {} };
     for (let i = 0; i < size; i++) {
@@ -273,90 +342,94 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     return this.#size;
   }
 
-  /** The number of workers waiting for a job right now. */
-  get idle(): number {
-    return this.#idle.length;
-  }
-
   /**
-   * Runs `data` on the longest-idle worker, or queues it until one is free.
+   * Runs `data` on a worker and resolves with the handler's result.
    *
    * @param data The job, structured-cloned to the worker.
    * @param transfer Objects to move to the worker instead of copying.
-   * @param options An abort signal and a progress callback.
+   * @param options An abort signal, exclusivity and message callbacks.
    * @returns The worker handler's result.
    * @throws {WorkerPoolError} If the pool is closed, the queue is full, or the
-   * job's worker died or overran its deadline.
+   * job's worker died or the job overran its deadline.
    * @throws {Error} The worker's own error, with its message and stack, if
    * the handler threw.
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { WorkerPool } from "./pool.ts";
    *
    * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
    * await using pool = new WorkerPool<number, number>(url, { size: 1 });
-   * const four = await pool.run(2);
+   * assert.equal(await pool.run(2), 4);
    * ```
    */
   run(
     data: Data,
     transfer: Transferable[] = [],
-    options: RunOptions<Progress> = {},
+    options: RunOptions<Message> = {},
   ): Promise<Result> {
-    if (this.#closing) {
-      this.#failed++;
-      return Promise.reject(
-        new WorkerPoolError("closed", "Cannot run a job: the pool is closed"),
-      );
-    }
-    if (this.#broken) {
-      this.#failed++;
-      return Promise.reject(this.#broken);
-    }
-    const { signal, onProgress } = options;
-    if (signal?.aborted) {
-      this.#failed++;
-      return Promise.reject(signal.reason);
-    }
-    const slot = this.#idle.shift();
-    if (slot === undefined && this.#queue.length >= this.#maxQueue) {
-      this.#failed++;
-      return Promise.reject(
-        new WorkerPoolError(
-          "queue-full",
-          `Cannot run a job: the queue is full, received job ${
-            this.#queue.length + 1
-          } of ${this.#maxQueue}`,
-        ),
-      );
-    }
+    return this.submit(data, { ...options, transfer }).result;
+  }
+
+  /**
+   * Submits a job and returns a handle to talk to it while it runs.
+   *
+   * @param data The job, structured-cloned to the worker.
+   * @param options Transfers, an abort signal, exclusivity and callbacks.
+   * @returns The job: its result, and `send`, `credit` and `cancel`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { WorkerPool } from "./pool.ts";
+   *
+   * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
+   * await using pool = new WorkerPool<number, number>(url, { size: 1 });
+   * const job = pool.submit(3);
+   * assert.equal(await job.result, 9);
+   * ```
+   */
+  submit(data: Data, options: RunOptions<Message> = {}): Job<Result> {
     const { promise, resolve, reject } = Promise.withResolvers<Result>();
-    const job: Job = {
-      id: this.#nextJobId++,
+    const task: Task = {
+      id: this.#nextTaskId++,
       data,
-      transfer,
+      transfer: options.transfer ?? [],
+      exclusive: options.exclusive ?? false,
       resolve: resolve as (value: unknown) => void,
       reject,
-      onProgress: onProgress as ((progress: never) => void) | undefined,
-      signal,
+      onMessage: options.onMessage as ((message: never) => void) | undefined,
+      onCredit: options.onCredit,
+      signal: options.signal,
       onAbort: undefined,
+      held: [],
       queuedAt: performance.now(),
       startedAt: 0,
-      timer: undefined,
+      answered: false,
       slot: undefined,
+      settled: false,
     };
-    if (signal) {
-      job.onAbort = () => this.#abort(job);
-      signal.addEventListener("abort", job.onAbort, { once: true });
+    const job: Job<Result> = {
+      result: promise,
+      send: (message, transfer) =>
+        this.#sendTo(task, { type: "message", job: task.id, data: message }, transfer),
+      credit: (bytes) => this.#sendTo(task, { type: "credit", job: task.id, bytes }),
+      cancel: (reason) => this.#cancel(task, reason),
+    };
+    const refusal = this.#refusal(options.signal);
+    if (refusal !== undefined) {
+      this.#settle(task, refusal, false);
+      return job;
     }
-    if (slot) {
-      this.#dispatch(slot, job);
-    } else {
-      this.#queue.push(job);
-      this.#armQueueTimer();
+    if (options.signal) {
+      task.onAbort = () => this.#cancel(task, options.signal!.reason);
+      options.signal.addEventListener("abort", task.onAbort, { once: true });
     }
-    return promise;
+    this.#queue.push(task);
+    this.#pump();
+    if (task.slot === undefined && !task.settled) this.#startSweeper();
+    return job;
   }
 
   /**
@@ -366,20 +439,31 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { WorkerPool } from "./pool.ts";
    *
    * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
    * await using pool = new WorkerPool(url, { size: 2 });
-   * const { idle, busy, queued } = pool.stats();
+   * const { workers, idle, queued } = pool.stats();
+   * assert.deepEqual([workers, idle, queued], [2, 2, 0]);
    * ```
    */
   stats(): WorkerPoolStats {
-    const idle = this.#idle.length;
-    const busy = this.#slots.filter((slot) => slot.job !== undefined).length;
+    const now = performance.now();
+    let busy = 0;
+    let blocked = 0;
+    let running = 0;
+    for (const slot of this.#slots) {
+      if (slot.tasks.size > 0) busy++;
+      if (slot.blockedUntil > now) blocked++;
+      running += slot.tasks.size;
+    }
     return {
       workers: this.#size,
-      idle,
+      idle: this.#slots.length - busy,
       busy,
+      blocked,
+      running,
       queued: this.#queue.length,
       completed: this.#completed,
       failed: this.#failed,
@@ -398,12 +482,14 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { WorkerPool } from "./pool.ts";
    *
    * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
    * const pool = new WorkerPool(url, { size: 2 });
-   * await pool.close();
-   * await pool.close(); // already closed: resolves at once
+   * const closing = pool.close();
+   * assert.equal(pool.close(), closing);
+   * await closing;
    * ```
    */
   close(): Promise<void> {
@@ -424,25 +510,25 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { WorkerPool } from "./pool.ts";
    *
    * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
    * const pool = new WorkerPool(url, { size: 1 });
-   * const cut = pool.terminate(); // 0: nothing was running
+   * assert.equal(pool.terminate(), 0); // nothing was running
    * ```
    */
   terminate(): number {
     void this.close();
     const error = new WorkerPoolError("closed", "Cannot finish the job: the pool was terminated");
     let cut = 0;
-    for (const job of this.#queue.drain()) {
-      this.#settle(job, error, false);
+    for (const task of this.#queue.drain()) {
+      this.#settle(task, error, false);
       cut++;
     }
     for (const slot of this.#slots) {
-      if (slot.job) {
-        this.#settle(slot.job, error, false);
-        slot.job = undefined;
+      for (const task of slot.tasks.values()) {
+        this.#settle(task, error, false);
         cut++;
       }
     }
@@ -455,6 +541,27 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     return this.close();
   }
 
+  #refusal(signal: AbortSignal | undefined): unknown {
+    if (this.#closing) {
+      return new WorkerPoolError("closed", "Cannot run a job: the pool is closed");
+    }
+    if (this.#broken) return this.#broken;
+    if (signal?.aborted) return signal.reason;
+    if (this.#queue.length >= this.#maxQueue && !this.#hasRoom()) {
+      return new WorkerPoolError(
+        "queue-full",
+        `Cannot run a job: the queue is full, received job ${
+          this.#queue.length + 1
+        } of ${this.#maxQueue}`,
+      );
+    }
+    return undefined;
+  }
+
+  #hasRoom(): boolean {
+    return this.#idle.length > 0 || this.#slots.some((slot) => this.#canTake(slot));
+  }
+
   #spawn(): Slot {
     const id = this.#nextWorkerId++;
     const worker = new Worker(this.#url, { type: "module", name: `worker-${id}` });
@@ -465,10 +572,17 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
       // Assigned right below; the handler needs the slot itself.
       channel: undefined as unknown as Channel<ToWorker, FromWorker>,
       ready: false,
-      job: undefined,
+      tasks: new Map(),
+      exclusive: false,
+      runEnvelope: 0,
+      seen: 0,
+      lastHeard: performance.now(),
+      pingAt: 0,
+      pingEnvelope: 0,
+      blockedUntil: 0,
     };
-    slot.channel = new Channel<ToWorker, FromWorker>(port1, (message) => {
-      this.#onMessage(slot, message);
+    slot.channel = new Channel<ToWorker, FromWorker>(port1, (envelope) => {
+      this.#onEnvelope(slot, envelope);
     });
     worker.onerror = (event: ErrorEvent) => {
       // Without this, the error would crash the main thread with
@@ -490,144 +604,296 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     return slot;
   }
 
-  /** Assigns `job` to `slot`; it is posted once the worker is ready. */
-  #dispatch(slot: Slot, job: Job): void {
-    job.slot = slot;
-    slot.job = job;
-    if (slot.ready) this.#start(slot, job);
+  /**
+   * Whether `slot` may take one more job now: ready, not blocked or running
+   * an exclusive job, below its concurrency, and caught up, meaning its event
+   * loop processed the last envelope that gave it a job (or that envelope is
+   * still being filled this turn). A worker stuck in CPU work stops catching
+   * up, so new jobs go elsewhere.
+   */
+  #canTake(slot: Slot): boolean {
+    if (!slot.ready || slot.exclusive || slot.tasks.size >= this.#concurrency) return false;
+    if (slot.blockedUntil > performance.now()) return false;
+    return slot.seen >= slot.runEnvelope || slot.runEnvelope === slot.channel.sent + 1;
   }
 
-  #start(slot: Slot, job: Job): void {
-    job.startedAt = performance.now();
+  /** Starts queued jobs on workers that can take them. */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const task = this.#queue.peek()!;
+      const slot = this.#pick(task.exclusive);
+      if (slot === undefined) break;
+      this.#queue.shift();
+      this.#assign(slot, task);
+    }
+    this.#maybeShutDown();
+  }
+
+  /** The longest-idle worker, else the least-loaded one that can take a job. */
+  #pick(exclusive: boolean): Slot | undefined {
+    const idle = this.#idle.shift();
+    if (idle !== undefined || exclusive) return idle;
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (this.#canTake(slot) && (best === undefined || slot.tasks.size < best.tasks.size)) {
+        best = slot;
+      }
+    }
+    return best;
+  }
+
+  #assign(slot: Slot, task: Task): void {
+    task.slot = slot;
+    slot.tasks.set(task.id, task);
+    if (task.exclusive) slot.exclusive = true;
+    if (slot.ready) this.#start(slot, task);
+    // Otherwise it starts when the worker says it is ready.
+  }
+
+  #start(slot: Slot, task: Task): void {
+    task.startedAt = performance.now();
     this.#logger.debug(`Worker ${slot.id} got a job; executing.`);
-    if (this.#timeout !== Infinity) {
-      job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
-    }
-    const transfer = job.transfer;
-    job.transfer = [];
-    slot.channel.send({ type: "run", id: job.id, data: job.data }, transfer);
-    job.data = undefined;
+    slot.channel.send({ type: "run", job: task.id, data: task.data }, task.transfer);
+    slot.runEnvelope = slot.channel.sent + 1;
+    task.data = undefined;
+    task.transfer = [];
+    for (const { frame, transfer } of task.held) slot.channel.send(frame, transfer);
+    task.held = [];
+    this.#startSweeper();
   }
 
-  #onMessage(slot: Slot, message: FromWorker): void {
-    if (message.type === "ready") {
-      slot.ready = true;
-      this.#startupFailures = 0;
-      if (slot.job) this.#start(slot, slot.job);
-      return;
-    }
-    if (message.type === "exit") {
-      this.#onCrash(slot, new Error(message.reason));
-      return;
-    }
-    const job = slot.job;
-    if (job === undefined || job.id !== message.id) return;
-    switch (message.type) {
-      case "progress":
-        job.onProgress?.(message.data as never);
-        return;
-      case "done":
-        this.#release(slot);
-        this.#settle(job, undefined, true, message.data);
-        return;
-      case "error":
-        this.#release(slot);
-        this.#settle(job, deserializeError(message.error), false);
-        return;
-    }
+  #sendTo(task: Task, frame: ToWorker, transfer?: Transferable[]): void {
+    if (task.settled) return;
+    if (task.slot?.ready && task.startedAt > 0) task.slot.channel.send(frame, transfer);
+    else task.held.push({ frame, transfer });
   }
 
-  /** Resolves or rejects `job` once, and records its timings. */
-  #settle(job: Job, error: unknown, ok: boolean, value?: unknown): void {
-    if (job.timer !== undefined) clearTimeout(job.timer);
-    if (job.onAbort) job.signal!.removeEventListener("abort", job.onAbort);
-    job.slot = undefined;
-    if (job.startedAt !== 0) {
+  #onEnvelope(slot: Slot, envelope: Envelope<FromWorker>): void {
+    if (!this.#slots.includes(slot)) return;
+    const now = performance.now();
+    slot.lastHeard = now;
+    slot.seen = envelope.seen;
+    if (slot.pingAt !== 0 && envelope.seen >= slot.pingEnvelope) {
+      // Alive: jobs past their deadline are merely slow, not stuck.
+      slot.pingAt = 0;
+      this.#expire(slot, now);
+    }
+    for (const frame of envelope.frames) {
+      if (frame.type === "ready") {
+        slot.ready = true;
+        this.#startupFailures = 0;
+        for (const task of slot.tasks.values()) this.#start(slot, task);
+        continue;
+      }
+      if (frame.type === "block") {
+        slot.blockedUntil = now + frame.ms;
+        continue;
+      }
+      if (frame.type === "unblock") {
+        slot.blockedUntil = 0;
+        continue;
+      }
+      if (frame.type === "exit") {
+        this.#onCrash(slot, new Error(frame.reason));
+        return;
+      }
+      const task = slot.tasks.get(frame.job);
+      if (task === undefined) continue;
+      switch (frame.type) {
+        case "message":
+          task.answered = true;
+          task.onMessage?.(frame.data as never);
+          break;
+        case "credit":
+          task.onCredit?.(frame.bytes);
+          break;
+        case "done":
+          this.#release(slot, task);
+          this.#settle(task, undefined, true, frame.data);
+          break;
+        case "error":
+          this.#release(slot, task);
+          this.#settle(task, deserializeError(frame.error), false);
+          break;
+      }
+    }
+    this.#pump();
+  }
+
+  /** Takes `task` off its worker; the worker may then become idle. */
+  #release(slot: Slot, task: Task): void {
+    slot.tasks.delete(task.id);
+    task.slot = undefined;
+    if (task.exclusive) slot.exclusive = false;
+    if (slot.tasks.size === 0 && this.#slots.includes(slot)) this.#idle.push(slot);
+  }
+
+  /** Resolves or rejects `task` once, and records its timings. */
+  #settle(task: Task, error: unknown, ok: boolean, value?: unknown): void {
+    if (task.settled) return;
+    task.settled = true;
+    task.held = [];
+    if (task.onAbort) task.signal!.removeEventListener("abort", task.onAbort);
+    if (task.startedAt !== 0) {
       const now = performance.now();
-      this.#waitTimes[this.#sampleIndex] = job.startedAt - job.queuedAt;
-      this.#runTimes[this.#sampleIndex] = now - job.startedAt;
+      this.#waitTimes[this.#sampleIndex] = task.startedAt - task.queuedAt;
+      this.#runTimes[this.#sampleIndex] = now - task.startedAt;
       this.#sampleIndex = (this.#sampleIndex + 1) % SAMPLE_SIZE;
     }
     if (ok) {
       this.#completed++;
-      job.resolve(value);
+      task.resolve(value);
     } else {
       this.#failed++;
-      job.reject(error);
+      task.reject(error);
     }
   }
 
-  /** The slot's job is over: give the worker the next job or make it idle. */
-  #release(slot: Slot): void {
-    slot.job = undefined;
-    const next = this.#queue.shift();
-    if (next) {
-      this.#dispatch(slot, next);
+  #cancel(task: Task, reason: unknown): void {
+    if (task.settled) return;
+    const slot = task.slot;
+    if (slot) {
+      if (slot.ready && task.startedAt > 0) {
+        slot.channel.send({ type: "cancel", job: task.id, reason: describe(reason) });
+      }
+      this.#release(slot, task);
     } else {
-      this.#idle.push(slot);
-      this.#maybeShutDown();
+      this.#queue.remove(task);
     }
+    this.#settle(task, reason, false);
+    this.#pump();
   }
 
   #onCrash(slot: Slot, cause: unknown): void {
     if (!this.#slots.includes(slot)) return;
-    const job = slot.job;
-    slot.job = undefined;
+    const tasks = [...slot.tasks.values()];
+    slot.tasks.clear();
     if (!slot.ready) {
-      // Died while starting. A job assigned to it was held back until
-      // "ready", so it certainly never ran: it goes back to the front.
-      if (job) {
-        job.slot = undefined;
-        this.#queue.unshift(job);
+      // Died while starting. Its jobs were held back until "ready", so they
+      // certainly never ran: they go back to the front of the queue.
+      for (const task of tasks.reverse()) {
+        task.slot = undefined;
+        this.#queue.unshift(task);
       }
       if (++this.#startupFailures >= this.#maxStartupFailures) {
         this.#break(cause);
         return;
       }
-    } else if (job) {
-      this.#settle(
-        job,
-        new WorkerPoolError("worker-exited", `Cannot finish the job: worker ${slot.id} died`, {
-          cause,
-        }),
-        false,
-      );
+    } else {
+      this.#failAll(tasks, "worker-exited", `worker ${slot.id} died`, cause);
     }
     this.#replace(slot, `crashed: ${describe(cause)}`);
   }
 
-  #onTimeout(job: Job): void {
-    const slot = job.slot;
-    if (!slot) return;
-    slot.job = undefined;
-    job.timer = undefined;
-    this.#settle(
-      job,
-      new WorkerPoolError(
-        "timeout",
-        `Cannot finish the job: it ran past its ${this.#timeout} ms deadline`,
-      ),
-      false,
-    );
-    this.#replace(slot, "overran its deadline");
+  /**
+   * Fails the jobs of a worker that died or got stuck. A lone job is the
+   * culprit; jobs that shared the worker are marked `shared`, since any one
+   * of them may have done it.
+   */
+  #failAll(tasks: Task[], code: WorkerPoolErrorCode, what: string, cause?: unknown): void {
+    const shared = tasks.length > 1;
+    for (const task of tasks) {
+      task.slot = undefined;
+      const overdue = !task.answered && this.#overdue(task, performance.now());
+      const error = overdue && !shared
+        ? new WorkerPoolError(
+          "timeout",
+          `Cannot finish the job: it ran past its ${this.#timeout} ms deadline`,
+        )
+        : new WorkerPoolError(code, `Cannot finish the job: ${what}`, { cause, shared });
+      this.#settle(task, error, false);
+    }
   }
 
-  #abort(job: Job): void {
-    const reason = job.signal!.reason;
-    const slot = job.slot;
-    if (slot && !slot.ready) {
-      // Assigned but not yet posted: the worker never saw it.
-      slot.job = undefined;
-      this.#settle(job, reason, false);
-      this.#release(slot);
-    } else if (slot) {
-      slot.job = undefined;
-      this.#settle(job, reason, false);
-      this.#replace(slot, "its job was aborted");
-    } else if (this.#queue.remove(job)) {
-      this.#settle(job, reason, false);
-      this.#maybeShutDown();
+  #overdue(task: Task, now: number): boolean {
+    return task.startedAt > 0 && now - task.startedAt > this.#timeout;
+  }
+
+  /** Rejects the jobs on a responsive worker that ran past their deadline. */
+  #expire(slot: Slot, now: number): void {
+    for (const task of [...slot.tasks.values()]) {
+      if (task.answered || !this.#overdue(task, now)) continue;
+      slot.channel.send({ type: "cancel", job: task.id, reason: "deadline" });
+      this.#release(slot, task);
+      this.#settle(
+        task,
+        new WorkerPoolError(
+          "timeout",
+          `Cannot finish the job: it ran past its ${this.#timeout} ms deadline`,
+        ),
+        false,
+      );
     }
+  }
+
+  /**
+   * Deadlines and stuck workers. A worker with a job past its deadline, or
+   * silent for a whole `timeout` with work to do, is pinged; one that does
+   * not answer within `timeout` more (not counting a declared block) is
+   * stuck: it is terminated and replaced.
+   */
+  #sweep(): void {
+    const now = performance.now();
+    const timeout = this.#timeout;
+    for (const slot of [...this.#slots]) {
+      if (slot.tasks.size === 0 || !slot.ready) continue;
+      if (slot.pingAt !== 0) {
+        const since = Math.max(slot.pingAt, slot.blockedUntil);
+        if (now - since > timeout) this.#onStuck(slot);
+        continue;
+      }
+      let overdue = now - slot.lastHeard > timeout;
+      for (const task of slot.tasks.values()) {
+        if (overdue) break;
+        overdue = !task.answered && this.#overdue(task, now);
+      }
+      if (overdue) {
+        slot.channel.send({ type: "ping" });
+        slot.channel.flush();
+        slot.pingAt = now;
+        slot.pingEnvelope = slot.channel.sent;
+      }
+    }
+    this.#expireQueued(now);
+    if (this.#queue.length === 0 && this.#slots.every((slot) => slot.tasks.size === 0)) {
+      this.#stopSweeper();
+    }
+  }
+
+  #onStuck(slot: Slot): void {
+    const tasks = [...slot.tasks.values()];
+    slot.tasks.clear();
+    this.#failAll(tasks, "worker-exited", `worker ${slot.id} stopped responding`);
+    this.#replace(slot, "stopped responding");
+    this.#pump();
+  }
+
+  #expireQueued(now: number): void {
+    if (this.#queueTimeout === Infinity) return;
+    for (let task = this.#queue.peek(); task; task = this.#queue.peek()) {
+      if (now - task.queuedAt < this.#queueTimeout) break;
+      this.#queue.shift();
+      this.#settle(
+        task,
+        new WorkerPoolError(
+          "queue-timeout",
+          `Cannot run the job: it waited ${Math.round(now - task.queuedAt)} ms for a worker`,
+        ),
+        false,
+      );
+    }
+  }
+
+  #startSweeper(): void {
+    if (this.#sweeper !== undefined) return;
+    if (this.#timeout === Infinity && this.#queueTimeout === Infinity) return;
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  #stopSweeper(): void {
+    if (this.#sweeper === undefined) return;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 
   /** Terminates `slot`'s worker and starts a fresh one in its place. */
@@ -645,9 +911,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     }
     const fresh = this.#spawn();
     this.#slots[index] = fresh;
+    this.#idle.push(fresh);
     this.#replaced++;
     this.#logger.info(`Worker ${slot.id} ${why}; replaced by worker ${fresh.id}`);
-    this.#release(fresh);
+    this.#pump();
   }
 
   #break(cause: unknown): void {
@@ -659,10 +926,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
       { cause },
     );
     this.#logger.info(this.#broken.message);
-    for (const job of this.#queue.drain()) this.#settle(job, this.#broken, false);
+    for (const task of this.#queue.drain()) this.#settle(task, this.#broken, false);
     for (const slot of this.#slots) {
-      if (slot.job) this.#settle(slot.job, this.#broken, false);
-      slot.job = undefined;
+      for (const task of slot.tasks.values()) this.#settle(task, this.#broken, false);
+      slot.tasks.clear();
       slot.worker.terminate();
       slot.channel.close();
     }
@@ -671,39 +938,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Progress = unknown> {
     this.#maybeShutDown();
   }
 
-  /** Rejects queued jobs that have waited longer than `queueTimeout`. */
-  #armQueueTimer(): void {
-    if (this.#queueTimeout === Infinity || this.#queueTimer !== undefined) return;
-    const oldest = this.#queue.peek();
-    if (!oldest) return;
-    const due = oldest.queuedAt + this.#queueTimeout - performance.now();
-    this.#queueTimer = setTimeout(() => {
-      this.#queueTimer = undefined;
-      const now = performance.now();
-      for (let job = this.#queue.peek(); job; job = this.#queue.peek()) {
-        if (now - job.queuedAt < this.#queueTimeout) break;
-        this.#queue.shift();
-        this.#settle(
-          job,
-          new WorkerPoolError(
-            "queue-timeout",
-            `Cannot run the job: it waited ${Math.round(now - job.queuedAt)} ms for a worker`,
-          ),
-          false,
-        );
-      }
-      this.#armQueueTimer();
-      this.#maybeShutDown();
-    }, Math.max(0, due));
-  }
-
   #maybeShutDown(): void {
     if (!this.#resolveClosed) return;
-    if (this.#queue.length > 0 || this.#slots.some((slot) => slot.job)) return;
+    if (this.#queue.length > 0 || this.#slots.some((slot) => slot.tasks.size > 0)) return;
     const resolve = this.#resolveClosed;
     this.#resolveClosed = undefined;
-    if (this.#queueTimer !== undefined) clearTimeout(this.#queueTimer);
-    this.#queueTimer = undefined;
+    this.#stopSweeper();
     for (const slot of this.#slots) {
       this.#logger.info(`Shutting down worker ${slot.id}`);
       slot.worker.terminate();

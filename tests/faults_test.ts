@@ -84,7 +84,7 @@ Deno.test("a request past --timeout gets 504 and its spinning worker is replaced
 });
 
 Deno.test("a full queue answers 503 with Retry-After at once, and service recovers by itself", async () => {
-  await using server = await start({ workers: 1, maxQueue: 2 });
+  await using server = await start({ workers: 1, workerConcurrency: 1, maxQueue: 2 });
   const port = server.addr.port;
   const busy = status(new URL("/sleep?ms=500", server.url));
   await until(() => server.stats().busy === 1);
@@ -100,7 +100,7 @@ Deno.test("a full queue answers 503 with Retry-After at once, and service recove
 });
 
 Deno.test("a request that waits longer than the queue timeout gets 503", async () => {
-  await using server = await start({ workers: 1, queueTimeout: 300 });
+  await using server = await start({ workers: 1, workerConcurrency: 1, queueTimeout: 300 });
   const busy = status(new URL("/sleep?ms=1500", server.url));
   await until(() => server.stats().busy === 1);
   const waited = await exchange(server.addr.port, "GET /hit HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -110,7 +110,7 @@ Deno.test("a request that waits longer than the queue timeout gets 503", async (
 });
 
 Deno.test("a client that disconnects while queued has its request dropped", async () => {
-  await using server = await start({ workers: 1 });
+  await using server = await start({ workers: 1, workerConcurrency: 1 });
   const busy = status(new URL("/sleep?ms=400", server.url));
   await until(() => server.stats().busy === 1);
   const conn = await Deno.connect({ port: server.addr.port });
@@ -158,16 +158,16 @@ Deno.test("WorkerPool.run() with an aborted signal drops a queued job before it 
   assert.equal(pool.stats().replaced, 0);
 });
 
-Deno.test("WorkerPool.run() with an aborted signal terminates and replaces a running job's worker", async () => {
+Deno.test("WorkerPool.run() with an aborted signal cancels a running job: its signal aborts on the worker, which is kept", async () => {
   await using pool = new WorkerPool<FaultCommand, unknown>(FAULT_WORKER, { size: 1 });
   await pool.run({ op: "echo", value: "warm" }); // started: the next job runs at once
   const controller = new AbortController();
-  const spinning = pool.run({ op: "spin" }, [], { signal: controller.signal });
-  await until(() => pool.stats().busy === 1);
+  const waiting = pool.run({ op: "signal" }, [], { signal: controller.signal });
+  await until(() => pool.stats().running === 1);
   controller.abort(new Error("stop"));
-  await assert.rejects(spinning, /stop/);
-  assert.equal(await pool.run({ op: "echo", value: "fresh" }), "fresh");
-  assert.equal(pool.stats().replaced, 1);
+  await assert.rejects(waiting, /stop/);
+  assert.equal(await pool.run({ op: "lastAbort" }), "stop", "the job's signal aborted");
+  assert.equal(pool.stats().replaced, 0);
 });
 
 Deno.test("WorkerPool.run() aborted while its worker is still starting never reaches the worker", async () => {

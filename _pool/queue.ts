@@ -1,7 +1,7 @@
 /**
  * A first-in, first-out queue with O(1) `push` and `shift`, used for the
- * pool's idle workers and its waiting jobs. Array#shift is O(n), which matters
- * once thousands of jobs wait.
+ * pool's idle workers and waiting jobs, and for each connection's responses
+ * in order. Array#shift is O(n), which matters once thousands of jobs wait.
  */
 export class Queue<T> {
   #items: (T | undefined)[] = [];
@@ -48,6 +48,11 @@ export class Queue<T> {
     if (index === -1) return false;
     this.#items.splice(index, 1);
     return true;
+  }
+
+  /** The items from front to back. */
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i] as T;
   }
 
   /** Removes and returns every item, front first. */

@@ -8,7 +8,7 @@
 
 // @ts-types="npm:@types/mime-types@^3.0.1"
 import mime from "npm:mime-types@^3.0.2";
-import { encoder, STATUS_TEXT } from "./_http.ts";
+import { STATUS_TEXT } from "../_shared/http.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */
 export const MAX_CACHED_FILE = 1 << 20;
@@ -21,15 +21,17 @@ const REVALIDATE_MS = 1000;
 export interface StaticOptions {
   /** Directory to serve. */
   root: string;
-  /** How long `GET /sleep` waits before answering, in milliseconds. */
+  /** How long `GET /sleep` blocks its worker before answering, in milliseconds. */
   sleepMs: number;
+  /** Blocks the worker's thread, as the book's `thread::sleep` does. */
+  block: (ms: number) => Promise<void>;
 }
 
-/** A response kept ready to write: everything but `date` and `connection`. */
+/** A response kept ready to send: its status, header lines and body. */
 export interface CachedResponse {
   status: number;
-  /** Status line and header lines, each ending in CRLF. */
-  head: Uint8Array;
+  /** Header lines, each `name: value\r\n`, without framing, date or connection. */
+  fields: string;
   body: Uint8Array;
 }
 
@@ -209,10 +211,12 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     const old = cache.get(key);
     if (old) cacheBytes -= old.size;
     if (cacheBytes + body.length > MAX_CACHE_BYTES) return;
-    let head = `HTTP/1.1 200 OK\r\n`;
-    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+    let fields = "";
+    for (const [name, value] of Object.entries(headers)) {
+      if (name !== "content-length") fields += `${name}: ${value}\r\n`;
+    }
     cache.set(key, {
-      cached: { status: 200, head: encoder.encode(head), body },
+      cached: { status: 200, fields, body },
       checkedAt: Date.now(),
       realPath,
       mtime,
@@ -238,8 +242,9 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     if (url.pathname === "/") {
       lookup = "/hello.html";
     } else if (url.pathname === "/sleep") {
-      // The book's slow request: this worker stays busy for the whole wait.
-      await new Promise((resolve) => setTimeout(resolve, options.sleepMs));
+      // The book's slow request: this worker's thread is blocked for the
+      // whole wait, as thread::sleep blocks a thread in the book.
+      await options.block(options.sleepMs);
       lookup = "/hello.html";
       cacheKey = undefined;
     }

@@ -1,0 +1,348 @@
+/**
+ * One HTTP exchange on a worker: turns a validated request head and its body
+ * parts into a web-standard `Request`, calls the handler, and sends the
+ * `Response` back as wire bytes, head first, then the body as the handler's
+ * stream produces it, never more than the main thread has credited.
+ */
+
+import type { JobContext } from "../_worker/jobs.ts";
+import { type BodyFraming, isomorphicEncode, responseHead } from "../_shared/http.ts";
+import type { FileSlice, RequestPart, RequestStart, ResponsePart } from "../_shared/protocol.ts";
+
+/** What one response took: its body bytes, for the access log. */
+export interface Sent {
+  bodyBytes: number;
+}
+import type { CachedResponse, StaticApp } from "./static.ts";
+
+/** A request handler, as `Deno.serve` and `deno serve` modules take. */
+export type Handler = (request: Request) => Response | Promise<Response>;
+
+/** What a worker serves: a handler, and the static app's shortcuts when it is the static app. */
+export interface App {
+  fetch: Handler;
+  static?: StaticApp;
+}
+
+const CONDITIONAL_FIELDS = new Set([
+  "if-none-match",
+  "if-modified-since",
+  "if-match",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+]);
+// Statuses whose responses never have a body (RFC 9110 §6.4.1).
+const NO_BODY = new Set([204, 304]);
+// Response fields the server decides itself.
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "date",
+  "content-length",
+]);
+/** Microtask turns to wait for a body that is already in memory. */
+const SOON = 8;
+const LAST_CHUNK = new TextEncoder().encode("0\r\n\r\n");
+
+/**
+ * Answers one request. Resolves once the whole response has been handed to
+ * the main thread; rejects if the handler throws (before the head is sent,
+ * the main thread answers 500; after, it cuts the connection).
+ */
+export async function serveRequest(
+  app: App,
+  start: RequestStart,
+  context: JobContext<ResponsePart>,
+  window: number,
+): Promise<Sent> {
+  const out = new ResponseSender(context, start, window);
+  const path = start.url.slice(start.url.indexOf("/", 7));
+  const cached = app.static?.fast(start.method, path, isConditional(start.fields));
+  if (cached) return await out.cached(cached);
+  const response = await app.fetch(toRequest(start, context));
+  if (!(response instanceof Response)) {
+    throw new TypeError(
+      `Cannot send response: handler must return a Response, received ${typeof response}`,
+    );
+  }
+  return await out.response(response, app.static?.fileOf(response));
+}
+
+function isConditional(fields: string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) {
+    if (CONDITIONAL_FIELDS.has(fields[i])) return true;
+  }
+  return false;
+}
+
+function toRequest(start: RequestStart, context: JobContext<ResponsePart>): Request {
+  const headers = new Headers();
+  const fields = start.fields;
+  for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
+  const body = start.body && start.method !== "GET" && start.method !== "HEAD"
+    ? bodyStream(context)
+    : undefined;
+  if (start.body && body === undefined) {
+    // A body nobody may read: let it flow to the main thread's discard.
+    context.onMessage = (part) => {
+      const bytes = (part as RequestPart).bytes;
+      if (bytes) context.credit(bytes.length);
+    };
+  }
+  return new Request(start.url, {
+    method: start.method,
+    headers,
+    body,
+    signal: context.signal,
+  });
+}
+
+/**
+ * The request body as a stream the handler pulls. Bytes are credited back to
+ * the main thread as the handler takes them, so an upload is held at most one
+ * window at a time, here or there.
+ */
+function bodyStream(context: JobContext<ResponsePart>): ReadableStream<Uint8Array> {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+  context.onMessage = (message) => {
+    const part = message as RequestPart;
+    if (part.bytes) queue.push(part.bytes);
+    if (part.end) ended = true;
+    wake?.();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      while (queue.length === 0 && !ended) {
+        if (context.signal.aborted) throw context.signal.reason;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          context.signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+        wake = undefined;
+      }
+      const chunk = queue.shift();
+      if (chunk === undefined) {
+        controller.close();
+        return;
+      }
+      controller.enqueue(chunk);
+      context.credit(chunk.length);
+    },
+    cancel() {
+      // The handler does not want the rest: take it and throw it away.
+      for (const chunk of queue.splice(0)) context.credit(chunk.length);
+      context.onMessage = (message) => {
+        const bytes = (message as RequestPart).bytes;
+        if (bytes) context.credit(bytes.length);
+      };
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Sends one response to the main thread within its credit. */
+class ResponseSender {
+  #context: JobContext<ResponsePart>;
+  #start: RequestStart;
+  #credit: number;
+  #wake: (() => void) | undefined;
+  #framing: BodyFraming = "none";
+  #bodyBytes = 0;
+
+  constructor(context: JobContext<ResponsePart>, start: RequestStart, window: number) {
+    this.#context = context;
+    this.#start = start;
+    this.#credit = window;
+    context.onCredit = (bytes) => {
+      this.#credit += bytes;
+      this.#wake?.();
+    };
+  }
+
+  /** A body from the static app's memory cache. */
+  cached(cached: CachedResponse): Promise<Sent> {
+    const isHead = this.#start.method === "HEAD";
+    this.#framing = cached.body.length;
+    return this.#whole(cached.status, "", cached.fields, isHead ? undefined : cached.body);
+  }
+
+  async response(response: Response, file: FileSlice | undefined): Promise<Sent> {
+    const status = response.status;
+    const fields = serializeFields(response.headers);
+    const isHead = this.#start.method === "HEAD";
+    const bodiless = isHead || NO_BODY.has(status) || status < 200;
+    const declared = response.headers.get("content-length");
+    if (file) {
+      await response.body?.cancel();
+      this.#framing = file.length;
+      this.#sendHead(status, response.statusText, fields, undefined, isHead ? undefined : file);
+      return { bodyBytes: isHead ? 0 : file.length };
+    }
+    const body = response.body;
+    if (body === null || bodiless) {
+      await body?.cancel();
+      if (NO_BODY.has(status) || status < 200) this.#framing = "none";
+      else if (body === null && !isHead) this.#framing = 0;
+      else {this.#framing = declared !== null && /^\d{1,15}$/.test(declared)
+          ? Number(declared)
+          : "none";}
+      return this.#whole(status, response.statusText, fields, undefined);
+    }
+    const reader = body.getReader();
+    try {
+      return await this.#stream(reader, status, response.statusText, fields);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #stream(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    status: number,
+    statusText: string,
+    fields: string,
+  ): Promise<Sent> {
+    // A body already in memory (a string, bytes, JSON) is done within a few
+    // microtasks: send it with a Content-Length. Anything slower streams,
+    // head first, so the client sees the head as soon as the handler returns.
+    let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined = reader.read();
+    const first = await soon(pending);
+    let held: Uint8Array | undefined;
+    if (first?.done) {
+      this.#framing = 0;
+      return this.#whole(status, statusText, fields, undefined);
+    }
+    if (first) {
+      held = bytesOf(first.value);
+      pending = reader.read();
+      const second = await soon(pending);
+      if (second?.done) {
+        this.#framing = held.length;
+        return this.#whole(status, statusText, fields, held);
+      }
+    }
+    this.#framing = this.#start.minor === 0 ? "close" : "chunked";
+    this.#sendHead(status, statusText, fields, undefined, undefined);
+    const signal = this.#context.signal;
+    try {
+      if (held) await this.#write(held);
+      while (!signal.aborted) {
+        const result = await (pending ?? reader.read());
+        pending = undefined;
+        if (result.done) break;
+        await this.#write(bytesOf(result.value));
+      }
+    } finally {
+      if (signal.aborted) await reader.cancel(signal.reason).catch(() => {});
+    }
+    if (this.#framing === "chunked" && !signal.aborted) {
+      this.#context.send({ type: "data", bytes: LAST_CHUNK.slice() });
+    }
+    return { bodyBytes: this.#bodyBytes };
+  }
+
+  /** Sends a response whose body (if any) is in memory, in as few messages as the credit allows. */
+  async #whole(
+    status: number,
+    statusText: string,
+    fields: string,
+    body: Uint8Array | undefined,
+  ): Promise<Sent> {
+    const inline = body === undefined
+      ? undefined
+      : body.subarray(0, Math.max(0, this.#credit - 512));
+    this.#sendHead(status, statusText, fields, inline, undefined);
+    if (body !== undefined && inline!.length < body.length) {
+      await this.#write(body.subarray(inline!.length));
+    }
+    return { bodyBytes: body?.length ?? 0 };
+  }
+
+  #sendHead(
+    status: number,
+    statusText: string,
+    fields: string,
+    body: Uint8Array | undefined,
+    file: FileSlice | undefined,
+  ): void {
+    const close = this.#start.close || this.#framing === "close";
+    const head = responseHead({
+      status,
+      statusText,
+      fields,
+      framing: this.#framing,
+      close,
+      minor: this.#start.minor,
+    });
+    const bytes = new Uint8Array(head.length + (body?.length ?? 0));
+    isomorphicEncode(head, bytes);
+    if (body) {
+      bytes.set(body, head.length);
+      this.#bodyBytes += body.length;
+    }
+    this.#credit -= bytes.length;
+    this.#context.send({ type: "head", status, bytes, close, file }, [bytes.buffer]);
+  }
+
+  /** Sends body bytes, framed as chunks when chunked, waiting for credit between pieces. */
+  async #write(data: Uint8Array): Promise<void> {
+    const signal = this.#context.signal;
+    let offset = 0;
+    while (offset < data.length && !signal.aborted) {
+      while (this.#credit <= 0 && !signal.aborted) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+        this.#wake = undefined;
+      }
+      if (signal.aborted) return;
+      const piece = data.subarray(offset, offset + this.#credit);
+      offset += piece.length;
+      const bytes = this.#framing === "chunked" ? chunk(piece) : new Uint8Array(piece);
+      this.#credit -= bytes.length;
+      this.#bodyBytes += piece.length;
+      this.#context.send({ type: "data", bytes }, [bytes.buffer]);
+    }
+  }
+}
+
+/** The header lines of a handler's response, byte-exact, without the ones the server sets. */
+function serializeFields(headers: Headers): string {
+  let text = "";
+  for (const [name, value] of headers) {
+    if (HOP_BY_HOP.has(name)) continue;
+    text += `${name}: ${value}\r\n`;
+  }
+  return text;
+}
+
+function chunk(piece: Uint8Array): Uint8Array<ArrayBuffer> {
+  const size = `${piece.length.toString(16)}\r\n`;
+  const bytes = new Uint8Array(size.length + piece.length + 2);
+  isomorphicEncode(size, bytes);
+  bytes.set(piece, size.length);
+  bytes[bytes.length - 2] = 13;
+  bytes[bytes.length - 1] = 10;
+  return bytes;
+}
+
+function bytesOf(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError(
+    `Cannot send response: body chunks must be Uint8Array, received ${
+      value === null ? "null" : typeof value
+    }`,
+  );
+}
+
+/** `promise`'s value if it settles within a few microtask turns, else `undefined`. */
+async function soon<T>(promise: Promise<T>): Promise<T | undefined> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  for (let i = 0; i < SOON && !settled; i++) await undefined;
+  return settled ? await promise : undefined;
+}

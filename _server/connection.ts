@@ -1,0 +1,454 @@
+/**
+ * One client connection on the main thread: reads bytes, frames requests,
+ * starts each on the pool as soon as its head is valid, streams its body to
+ * the worker, and writes responses back in request order as their bytes
+ * arrive.
+ *
+ * Memory per connection is bounded in bytes: the read buffer holds at most
+ * one head plus one read; it stops reading while a request body waits for
+ * its worker's credit, while `maxPipeline` responses are owed, or while more
+ * than `maxOutput` bytes of responses wait to be written.
+ */
+
+import { Exchange, type ExchangeCounters, type HttpPool } from "./exchange.ts";
+import { Framer, type FramingLimits, isUnservableMethod, type RequestHead } from "./framing.ts";
+import { plainResponse, textResponse } from "../_shared/http.ts";
+import type { RequestStart } from "../_shared/protocol.ts";
+import { Queue } from "../_pool/queue.ts";
+
+/** Limits and timeouts for every connection. */
+export interface ConnectionOptions extends FramingLimits {
+  /** Requests served on one connection before it closes. */
+  maxRequests: number;
+  /** Milliseconds for a whole request head to arrive, from its first byte. */
+  headTimeout: number;
+  /** Milliseconds a request body may stall between reads. */
+  bodyTimeout: number;
+  /** Milliseconds an idle keep-alive connection stays open. */
+  idleTimeout: number;
+  /** Milliseconds one response write may make no progress before the client is dropped. */
+  writeTimeout: number;
+  /** Responses a connection may owe before it stops reading. */
+  maxPipeline: number;
+  /** Response bytes a connection may hold unwritten before it stops reading. */
+  maxOutput: number;
+  /** A clock in milliseconds that the server advances a few times a second. */
+  clock: { now: number };
+  /** Answers `GET /_brigade/stats` on the main thread, if set. */
+  stats: (() => string) | undefined;
+  /** Called with each finished exchange, for the access log. */
+  onResponse: ((exchange: Exchange, remote: string) => void) | undefined;
+}
+
+const READ_SIZE = 16 << 10;
+const FILE_CHUNK = 64 << 10;
+
+const enum Phase {
+  /** Nothing owed, nothing partial: the idle timeout runs. */
+  Idle,
+  /** Part of a head has arrived: the head timeout runs, from its first byte. */
+  Head,
+  /** A body is arriving: the body timeout runs between reads. */
+  Body,
+  /** Responses are owed and nothing partial has arrived: no read deadline. */
+  Waiting,
+}
+
+/** One accepted TCP connection. */
+export class Connection {
+  #conn: Deno.Conn;
+  #pool: HttpPool;
+  #counters: ExchangeCounters;
+  #options: ConnectionOptions;
+  #onClose: (connection: Connection) => void;
+  #framer: Framer;
+  #remote: string;
+
+  #buf: Uint8Array;
+  #start = 0;
+  #end = 0;
+  #queue = new Queue<Exchange>();
+  /** The exchange whose request body is arriving. */
+  #receiving: Exchange | undefined;
+  /** No more requests are framed after the current one (close, error, drain). */
+  #lastRequest = false;
+  #requests = 0;
+  #reading = true;
+  #writing = false;
+  #closed = false;
+  #resumeReading: (() => void) | undefined;
+
+  #phase = Phase.Idle;
+  #readDeadline = Infinity;
+  #writeDeadline = Infinity;
+
+  /**
+   * @param conn The accepted socket; this object owns and closes it.
+   * @param pool Where requests run.
+   * @param counters Server-wide request counts.
+   * @param options Limits and timeouts.
+   * @param onClose Called once, after the socket is closed.
+   */
+  constructor(
+    conn: Deno.Conn,
+    pool: HttpPool,
+    counters: ExchangeCounters,
+    options: ConnectionOptions,
+    onClose: (connection: Connection) => void,
+  ) {
+    this.#conn = conn;
+    this.#pool = pool;
+    this.#counters = counters;
+    this.#options = options;
+    this.#onClose = onClose;
+    this.#framer = new Framer(options);
+    this.#buf = new Uint8Array(Math.min(READ_SIZE, options.maxHead + 1024));
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.#remote = addr.hostname ?? "-";
+    this.#setIdle();
+    void this.#readLoop();
+  }
+
+  /** Whether responses are still owed to the client. */
+  get busy(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  /** Enforces this connection's deadlines; called a few times a second. */
+  sweep(now: number): void {
+    if (this.#closed) return;
+    if (now > this.#writeDeadline) {
+      // The client stopped reading its responses: drop it.
+      this.close();
+    } else if (now > this.#readDeadline) {
+      if (this.#phase === Phase.Idle || this.#receiving?.finished) {
+        // Idle, or the rest of a body nobody waits for any more: just close.
+        this.close();
+      } else {
+        this.#refuse(408, "Request timed out");
+      }
+    }
+  }
+
+  /** Stops taking requests; closes now if idle, else once owed responses are written. */
+  drain(): void {
+    this.#stopReading();
+    if (this.#queue.length === 0 && !this.#writing) this.close();
+  }
+
+  /** Closes the socket at once; owed responses are dropped and their work cancelled. Safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reading = false;
+    this.#readDeadline = this.#writeDeadline = Infinity;
+    for (const exchange of this.#queue.drain()) exchange.cancel();
+    this.#receiving?.cancel();
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer.
+    }
+    this.#resumeReading?.();
+    this.#onClose(this);
+  }
+
+  #stopReading(): void {
+    this.#reading = false;
+    this.#lastRequest = true;
+    this.#readDeadline = Infinity;
+    this.#resumeReading?.();
+  }
+
+  #setIdle(): void {
+    this.#phase = Phase.Idle;
+    this.#readDeadline = this.#options.clock.now + this.#options.idleTimeout;
+  }
+
+  /** Whether the connection may take more bytes from the client now. */
+  #mayRead(): boolean {
+    if (this.#receiving?.bodyBlocked) return false;
+    if (this.#queue.length >= this.#options.maxPipeline) return false;
+    let output = 0;
+    for (const exchange of this.#queue) output += exchange.buffered;
+    return output <= this.#options.maxOutput;
+  }
+
+  async #readLoop(): Promise<void> {
+    while (this.#reading) {
+      if (!this.#mayRead()) {
+        // Backpressure: no read deadline while we are the ones waiting.
+        if (this.#phase === Phase.Body) this.#readDeadline = Infinity;
+        await new Promise<void>((resolve) => this.#resumeReading = resolve);
+        this.#resumeReading = undefined;
+        if (this.#phase === Phase.Body) {
+          this.#readDeadline = this.#options.clock.now + this.#options.bodyTimeout;
+        }
+        // Bytes already buffered may now go further.
+        this.#frame();
+        continue;
+      }
+      if (this.#end === this.#buf.length) this.#makeRoom();
+      let n: number | null;
+      try {
+        n = await this.#conn.read(this.#buf.subarray(this.#end));
+      } catch {
+        n = null;
+      }
+      if (this.#closed || !this.#reading) return;
+      if (n === null) {
+        // The client has gone (a half-close counts as gone, as in Node's
+        // default): its requests are cancelled, not run for nobody.
+        this.close();
+        return;
+      }
+      this.#end += n;
+      this.#frame();
+    }
+  }
+
+  /** Makes room at the end of the buffer: compacts, or grows up to one head plus one read. */
+  #makeRoom(): void {
+    const live = this.#end - this.#start;
+    if (this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+    } else {
+      const grown = new Uint8Array(
+        Math.min(this.#buf.length * 2, this.#options.maxHead + READ_SIZE),
+      );
+      grown.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = grown;
+    }
+    this.#start = 0;
+    this.#end = live;
+  }
+
+  #frame(): void {
+    const framer = this.#framer;
+    const options = this.#options;
+    while (!this.#closed && this.#mayRead()) {
+      if (this.#lastRequest && this.#receiving === undefined) {
+        // RFC 9112 §9.6: nothing after a request that ends the connection runs.
+        this.#start = this.#end;
+        this.#reading = false;
+        this.#readDeadline = Infinity;
+        break;
+      }
+      const event = framer.next(this.#buf, this.#start, this.#end);
+      this.#start += framer.consumed;
+      if (event === null) break;
+      switch (event.type) {
+        case "head":
+          this.#onHead(event.head);
+          break;
+        case "body":
+          // RFC 9110 §10.1.1: no 100 Continue once the body is on its way.
+          if (this.#receiving) this.#receiving.interim = undefined;
+          this.#receiving?.body(event.bytes);
+          this.#phase = Phase.Body;
+          this.#readDeadline = options.clock.now + options.bodyTimeout;
+          break;
+        case "end":
+          this.#receiving?.endBody();
+          this.#receiving = undefined;
+          this.#phase = Phase.Waiting;
+          this.#readDeadline = Infinity;
+          break;
+        case "error":
+          this.#refuse(event.status, event.message);
+          return;
+      }
+    }
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      if (this.#buf.length > READ_SIZE) this.#buf = new Uint8Array(READ_SIZE);
+    }
+    if (this.#closed || !this.#reading) return;
+    if (this.#receiving !== undefined) return;
+    if (this.#start < this.#end && framer.inHead) {
+      if (this.#phase !== Phase.Head) {
+        this.#phase = Phase.Head;
+        this.#readDeadline = options.clock.now + options.headTimeout;
+      }
+    } else if (this.#start === this.#end && this.#phase !== Phase.Idle) {
+      if (this.#queue.length === 0 && !this.#writing) this.#setIdle();
+      else {
+        this.#phase = Phase.Waiting;
+        this.#readDeadline = Infinity;
+      }
+    }
+  }
+
+  #onHead(head: RequestHead): void {
+    const options = this.#options;
+    const close = !head.keepAlive || ++this.#requests >= options.maxRequests;
+    if (close) this.#lastRequest = true;
+    const exchange = new Exchange(this.#events);
+    exchange.requestLine = head.requestLine;
+    exchange.startedAt = performance.now();
+    this.#queue.push(exchange);
+    if (head.hasBody) {
+      this.#receiving = exchange;
+      this.#phase = Phase.Body;
+      this.#readDeadline = options.clock.now + options.bodyTimeout;
+    } else {
+      this.#phase = Phase.Waiting;
+      this.#readDeadline = Infinity;
+    }
+    if (isUnservableMethod(head.method)) {
+      exchange.answer(
+        plainResponse(501, `Method ${head.method} is not implemented`, { close }),
+        501,
+        close,
+      );
+      return;
+    }
+    if (options.stats && head.method === "GET" && head.path === "/_brigade/stats") {
+      const json = options.stats();
+      exchange.answer(
+        textResponse(200, json, "application/json", {
+          close,
+          headers: ["cache-control: no-store"],
+        }),
+        200,
+        close,
+        json.length,
+      );
+      return;
+    }
+    const start: RequestStart = {
+      method: head.method,
+      url: `http://${head.host || "localhost"}${head.path === "*" ? "/" : head.path}`,
+      fields: head.fields,
+      body: head.hasBody,
+      minor: head.minor,
+      close,
+    };
+    exchange.run(this.#pool, this.#counters, start, head.expectContinue);
+  }
+
+  /** Answers a request the framer refused, and closes after it. */
+  #refuse(status: number, message: string): void {
+    this.#stopReading();
+    this.#receiving?.cancel();
+    this.#receiving = undefined;
+    const exchange = new Exchange(this.#events);
+    exchange.startedAt = performance.now();
+    this.#queue.push(exchange);
+    exchange.answer(plainResponse(status, message, { close: true }), status, true);
+  }
+
+  #events = {
+    onReady: (exchange: Exchange): void => {
+      if (!this.#closed && this.#queue.peek() === exchange) void this.#pump();
+    },
+    onCredit: (exchange: Exchange): void => {
+      if (exchange === this.#receiving && !exchange.bodyBlocked) this.#resumeReading?.();
+    },
+  };
+
+  /** Writes what is ready, in request order. */
+  async #pump(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (!this.#closed) {
+        const first = this.#queue.peek();
+        if (first === undefined) break;
+        if (first.interim !== undefined) {
+          const interim = first.interim;
+          first.interim = undefined;
+          await this.#writeAll(interim);
+          continue;
+        }
+        // Coalesce: this exchange's bytes, and those of finished ones behind it.
+        const parts: Uint8Array[] = [];
+        const done: Exchange[] = [];
+        const credits: [Exchange, number][] = [];
+        for (const exchange of this.#queue) {
+          if (exchange.interim !== undefined && exchange !== first) break;
+          let bytes = 0;
+          for (const chunk of exchange.take()) {
+            parts.push(chunk);
+            bytes += chunk.length;
+          }
+          if (bytes > 0) credits.push([exchange, bytes]);
+          if (!exchange.finished || exchange.file !== undefined) break;
+          done.push(exchange);
+          if (exchange.close || exchange.broken) break;
+        }
+        if (parts.length > 0) await this.#writeAll(concat(parts));
+        // Credit only what the client took: a client that does not read
+        // holds its worker's stream at one window.
+        for (const [exchange, bytes] of credits) exchange.wrote(bytes);
+        if (done.length === 0) {
+          if (first.file !== undefined && first.finished) {
+            const file = first.file;
+            first.file = undefined;
+            await this.#sendFile(file);
+            continue;
+          }
+          if (parts.length === 0) break;
+          continue;
+        }
+        for (const exchange of done) {
+          this.#queue.shift();
+          this.#options.onResponse?.(exchange, this.#remote);
+          if (exchange.close || exchange.broken) {
+            this.close();
+            return;
+          }
+        }
+      }
+    } catch {
+      this.close();
+      return;
+    } finally {
+      this.#writing = false;
+    }
+    if (this.#queue.length === 0) {
+      if (!this.#reading && this.#receiving === undefined) {
+        this.close();
+        return;
+      }
+      if (this.#start === this.#end && this.#receiving === undefined) this.#setIdle();
+    }
+    if (this.#mayRead()) this.#resumeReading?.();
+  }
+
+  /** Writes all of `bytes`; a write that makes no progress for `writeTimeout` drops the client. */
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) {
+      this.#writeDeadline = this.#options.clock.now + this.#options.writeTimeout;
+      offset += await this.#conn.write(bytes.subarray(offset));
+    }
+    this.#writeDeadline = Infinity;
+  }
+
+  async #sendFile(file: { path: string; offset: number; length: number }): Promise<void> {
+    using handle = await Deno.open(file.path, { read: true });
+    if (file.offset > 0) await handle.seek(file.offset, Deno.SeekMode.Start);
+    const chunk = new Uint8Array(Math.min(FILE_CHUNK, file.length));
+    let left = file.length;
+    while (left > 0) {
+      const n = await handle.read(chunk.subarray(0, Math.min(chunk.length, left)));
+      if (n === null) throw new Error(`Cannot send ${file.path}: it shrank while being sent`);
+      await this.#writeAll(chunk.subarray(0, n));
+      left -= n;
+    }
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

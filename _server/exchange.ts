@@ -1,0 +1,280 @@
+/**
+ * One request and its response on the main thread: the request's job on the
+ * pool, its body flowing to the worker within a credit window, and the
+ * response bytes flowing back until the connection writes them. A connection
+ * keeps its exchanges in request order and writes from the first.
+ *
+ * Memory per exchange is bounded by construction: at most one request window
+ * of body bytes is unacknowledged, and a worker sends at most one response
+ * window before the connection credits what it wrote.
+ */
+
+import { plainResponse } from "../_shared/http.ts";
+import type { FileSlice, RequestStart, ResponseEnd, ResponsePart } from "../_shared/protocol.ts";
+import { type Job, type WorkerPool, WorkerPoolError } from "../pool.ts";
+
+/** The pool as the server uses it. */
+export type HttpPool = WorkerPool<RequestStart, ResponseEnd, ResponsePart>;
+
+/** Bytes of request body sent to a worker before it must credit them. */
+export const REQUEST_WINDOW = 64 << 10;
+/** Bytes of response a worker may send before the main thread credits them. */
+export const RESPONSE_WINDOW = 64 << 10;
+
+/** Server-wide counts the exchanges keep up to date. */
+export interface ExchangeCounters {
+  /** Requests given to the pool and not yet answered. */
+  requests: number;
+}
+
+/** What an exchange tells its connection. */
+export interface ExchangeEvents {
+  /** Bytes are ready to write, or the exchange is finished. */
+  onReady(exchange: Exchange): void;
+  /** The worker took request body bytes: reading may resume. */
+  onCredit(exchange: Exchange): void;
+}
+
+// RFC 9110 §9.2.2: safe to send again after a failure.
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+const OVERLOADED = "The server is overloaded; try again shortly";
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/** One request's place in its connection's response order. */
+export class Exchange {
+  /** Response bytes received and not yet written, in order. */
+  chunks: Uint8Array[] = [];
+  /** Total of `chunks`. */
+  buffered = 0;
+  /** A body to stream from disk once `chunks` are written. */
+  file: FileSlice | undefined;
+  /** `100 Continue`, to write before anything else if no response head came first. */
+  interim: Uint8Array | undefined;
+  /** Every byte of the response has been received. */
+  finished = false;
+  /** Close the connection after this response. */
+  close = false;
+  /** The response started and cannot be completed: the connection must be cut. */
+  broken = false;
+  status = 0;
+  bodyBytes = 0;
+  workerId = -1;
+  /** The request line, for the access log. */
+  requestLine = "";
+  /** When the request was framed, in `performance.now()` time. */
+  startedAt = 0;
+
+  #events: ExchangeEvents;
+  #job: Job<ResponseEnd> | undefined;
+  #pool: HttpPool | undefined;
+  #counters: ExchangeCounters | undefined;
+  #start: RequestStart | undefined;
+  #headSeen = false;
+  /** Body bytes sent and not yet credited by the worker. */
+  #inFlight = 0;
+  #bodyEnded = false;
+  /** The body so far, kept while it fits one window, to run the request again. */
+  #replay: Uint8Array[] | undefined = [];
+  #replayBytes = 0;
+  #replayed = false;
+  #cancelled = false;
+
+  /** @param events Where to say that bytes are ready or credit arrived. */
+  constructor(events: ExchangeEvents) {
+    this.#events = events;
+  }
+
+  /** Whether the request body may not take more bytes until the worker credits some. */
+  get bodyBlocked(): boolean {
+    return this.#job !== undefined && !this.finished && this.#inFlight >= REQUEST_WINDOW;
+  }
+
+  /** Answers from the main thread: `bytes` is the whole response. */
+  answer(bytes: Uint8Array, status: number, close: boolean, bodyBytes = 0): void {
+    if (this.finished) return;
+    this.chunks.push(bytes);
+    this.buffered += bytes.length;
+    this.status = status;
+    this.close = close;
+    this.bodyBytes = bodyBytes;
+    this.finished = true;
+    this.interim = undefined;
+    this.#events.onReady(this);
+  }
+
+  /** Runs the request on the pool. */
+  run(
+    pool: HttpPool,
+    counters: ExchangeCounters,
+    start: RequestStart,
+    expectContinue: boolean,
+  ): void {
+    this.#pool = pool;
+    this.#counters = counters;
+    this.#start = start;
+    if (!start.body) this.#bodyEnded = true;
+    counters.requests++;
+    this.#submit(false);
+    if (expectContinue) {
+      this.interim = CONTINUE;
+      // After the rest of this read is framed: a body already on its way
+      // makes the 100 unnecessary.
+      queueMicrotask(() => this.#events.onReady(this));
+    }
+  }
+
+  /** Request body bytes, a view into the connection's buffer: copied here. */
+  body(view: Uint8Array): void {
+    if (this.#job === undefined || this.finished || this.#cancelled) return;
+    const bytes = view.slice();
+    this.#inFlight += bytes.length;
+    if (this.#replay) {
+      this.#replayBytes += bytes.length;
+      if (this.#replayBytes <= REQUEST_WINDOW) this.#replay.push(bytes);
+      else this.#replay = undefined;
+    }
+    // A copy kept for a replay is cloned into the message; otherwise it moves.
+    this.#job.send({ bytes }, this.#replay ? undefined : [bytes.buffer]);
+  }
+
+  /** The request body is complete. */
+  endBody(): void {
+    this.#bodyEnded = true;
+    if (this.#job === undefined || this.finished || this.#cancelled) return;
+    this.#job.send({ end: true });
+  }
+
+  /** The connection wrote `bytes` of this response: the worker may send as many more. */
+  wrote(bytes: number): void {
+    if (this.#job !== undefined && !this.finished) this.#job.credit(bytes);
+  }
+
+  /**
+   * Stops the request's work and drops whatever of its response is not yet
+   * written: the client is gone, or its request turned out malformed. Safe to
+   * call twice.
+   */
+  cancel(): void {
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    if (this.#job !== undefined && !this.finished) {
+      this.#counters!.requests--;
+      this.#job.cancel(new DOMException("The client closed the connection", "AbortError"));
+    }
+    this.chunks = [];
+    this.buffered = 0;
+    this.file = undefined;
+    this.interim = undefined;
+    this.finished = true;
+    this.#events.onReady(this);
+  }
+
+  /** Takes the bytes that are ready to write. */
+  take(): Uint8Array[] {
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.buffered = 0;
+    return chunks;
+  }
+
+  #submit(exclusive: boolean): void {
+    const job = this.#pool!.submit(this.#start!, {
+      exclusive,
+      onMessage: (part) => this.#onPart(part),
+      onCredit: (bytes) => {
+        this.#inFlight -= bytes;
+        this.#events.onCredit(this);
+      },
+    });
+    this.#job = job;
+    if (exclusive) {
+      for (const bytes of this.#replay ?? []) job.send({ bytes });
+      if (this.#bodyEnded && this.#start!.body) job.send({ end: true });
+    }
+    job.result.then(
+      (end) => this.#done(end),
+      (error) => this.#failed(job, error),
+    );
+  }
+
+  #onPart(part: ResponsePart): void {
+    if (this.finished) return;
+    if (part.type === "head") {
+      this.#headSeen = true;
+      this.interim = undefined;
+      this.status = part.status;
+      this.close = part.close;
+      this.file = part.file;
+    }
+    this.chunks.push(part.bytes);
+    this.buffered += part.bytes.length;
+    this.#events.onReady(this);
+  }
+
+  #done(end: ResponseEnd): void {
+    if (this.finished) return;
+    this.#counters!.requests--;
+    this.bodyBytes = end.bodyBytes;
+    this.workerId = end.workerId;
+    this.finished = true;
+    this.#events.onReady(this);
+  }
+
+  /**
+   * The job failed. Before the response started, the client gets a status
+   * that says why; after, the connection is cut. A request whose worker died
+   * while running others too may be an innocent neighbour of the culprit: if
+   * it is idempotent and its whole body is at hand, it runs again once, alone
+   * on a worker, so that only the culprit fails.
+   */
+  #failed(job: Job<ResponseEnd>, error: unknown): void {
+    if (this.finished || job !== this.#job) return;
+    if (this.#headSeen) {
+      this.#counters!.requests--;
+      this.broken = true;
+      this.finished = true;
+      this.#events.onReady(this);
+      return;
+    }
+    if (
+      error instanceof WorkerPoolError && error.code === "worker-exited" && error.shared &&
+      !this.#replayed && this.#replay !== undefined && IDEMPOTENT.has(this.#start!.method)
+    ) {
+      this.#replayed = true;
+      this.#inFlight = 0;
+      this.#submit(true);
+      return;
+    }
+    this.#counters!.requests--;
+    const { status, message, close } = describeFailure(error);
+    this.answer(
+      plainResponse(status, message, {
+        close: close || this.#start!.close,
+        headers: status === 503 ? ["retry-after: 1"] : [],
+      }),
+      status,
+      close || this.#start!.close || !this.#bodyEnded,
+      message.length + 1,
+    );
+  }
+}
+
+function describeFailure(error: unknown): { status: number; message: string; close: boolean } {
+  if (error instanceof WorkerPoolError) {
+    switch (error.code) {
+      case "timeout":
+        return { status: 504, message: "The request handler ran past its deadline", close: true };
+      case "closed":
+        return { status: 503, message: "The server is shutting down", close: true };
+      case "queue-full":
+        return { status: 503, message: OVERLOADED, close: true };
+      case "queue-timeout":
+        return { status: 503, message: OVERLOADED, close: false };
+      case "startup-failed":
+        return { status: 503, message: "No worker could start", close: true };
+      case "worker-exited":
+        return { status: 500, message: "The worker handling this request crashed", close: false };
+    }
+  }
+  return { status: 500, message: "Internal Server Error", close: false };
+}

@@ -1,0 +1,183 @@
+/**
+ * The worker's side of the pool: receives the `init` message with its
+ * `MessagePort`, builds the job handler, then runs every job the pool sends,
+ * many at once, each with its own context: a signal, messages and credit in
+ * both directions.
+ */
+
+import { Channel } from "../_shared/channel.ts";
+import {
+  type Envelope,
+  type FromWorker,
+  type InitMessage,
+  serializeError,
+  type ToWorker,
+} from "../_shared/protocol.ts";
+
+/** What a job handler can use besides its data. */
+export interface JobContext<Message = unknown> {
+  /** The pool's number for this worker, as in "Worker 3 got a job". */
+  readonly workerId: number;
+  /** Aborts when the pool cancels the job (its caller gave up, or its deadline passed). */
+  readonly signal: AbortSignal;
+  /**
+   * Sends a message to the job's caller. The first one ends the job's
+   * deadline: it says the job has answered.
+   */
+  send(message: Message, transfer?: Transferable[]): void;
+  /** Tells the caller that `bytes` of its messages were consumed (flow control). */
+  credit(bytes: number): void;
+  /** Receives the caller's messages for this job. */
+  onMessage: ((message: unknown) => void) | undefined;
+  /** Receives the caller's credit for this job's messages. */
+  onCredit: ((bytes: number) => void) | undefined;
+}
+
+/** Answers one job; the result goes back to the caller of `run()`. */
+export type JobHandler<Data, Result, Message = unknown> = (
+  data: Data,
+  context: JobContext<Message>,
+) => Result | Promise<Result>;
+
+interface WorkerScope {
+  onmessage: ((event: MessageEvent) => void) | null;
+  close(): void;
+}
+
+let blockChannel: Channel<FromWorker, Envelope<ToWorker>> | undefined;
+
+/**
+ * Blocks this worker's thread for `ms`, as the Rust Book's `thread::sleep`
+ * does, after telling the pool, which then sends it nothing new until the
+ * block is over. The block starts on the next task, so the jobs that arrived
+ * with the caller start first.
+ *
+ * @param ms How long to block, in milliseconds.
+ */
+export async function blockThread(ms: number): Promise<void> {
+  const channel = blockChannel;
+  channel?.send({ type: "block", ms });
+  channel?.flush();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  channel?.send({ type: "unblock" });
+}
+
+/**
+ * Makes the current module a pool worker. Call it once, at the top level of
+ * the module you give to `new WorkerPool(url)`.
+ *
+ * @param setup Called once with the pool's `workerData` and this worker's id;
+ * returns the job handler. If it throws, the worker counts as failed to start.
+ *
+ * @example A worker that doubles numbers
+ * ```ts ignore
+ * import { handleJobs } from "./pool.ts";
+ *
+ * handleJobs(() => (n: number) => n * 2);
+ * ```
+ */
+export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown>(
+  setup: (
+    workerData: WorkerData,
+    workerId: number,
+  ) => JobHandler<Data, Result, Message> | Promise<JobHandler<Data, Result, Message>>,
+): void {
+  const scope = globalThis as unknown as WorkerScope;
+  scope.onmessage = async (event: MessageEvent<InitMessage>) => {
+    const init = event.data;
+    if (init?.type !== "init") return;
+    scope.onmessage = null;
+    const jobs = new Map<number, { context: JobContext<Message>; abort: AbortController }>();
+    const app: { handler?: JobHandler<Data, Result, Message> } = {};
+    // Envelopes that arrive while setup() is still running wait here.
+    const waiting: Envelope<ToWorker>[] = [];
+
+    const channel = new Channel<FromWorker, ToWorker>(init.port, (envelope) => {
+      if (app.handler) receive(envelope);
+      else waiting.push(envelope);
+    });
+    blockChannel = channel;
+
+    // A worker that ends itself raises no event in the parent: say so first,
+    // so the pool fails its jobs at once instead of waiting forever.
+    const close = scope.close.bind(scope);
+    scope.close = () => {
+      channel.send({ type: "exit", reason: "the worker called self.close()" });
+      channel.flush();
+      close();
+    };
+    const exit = Deno.exit;
+    Deno.exit = (code?: number): never => {
+      channel.send({ type: "exit", reason: `the worker called Deno.exit(${code ?? ""})` });
+      channel.flush();
+      return exit(code);
+    };
+
+    const start = (fn: JobHandler<Data, Result, Message>, job: number, data: unknown) => {
+      const abort = new AbortController();
+      const context: JobContext<Message> = {
+        workerId: init.workerId,
+        signal: abort.signal,
+        send(message, transfer) {
+          if (jobs.has(job)) channel.send({ type: "message", job, data: message }, transfer);
+        },
+        credit(bytes) {
+          if (jobs.has(job)) channel.send({ type: "credit", job, bytes });
+        },
+        onMessage: undefined,
+        onCredit: undefined,
+      };
+      jobs.set(job, { context, abort });
+      const done = (result: Result) => {
+        if (jobs.delete(job)) channel.send({ type: "done", job, data: result });
+      };
+      const fail = (error: unknown) => {
+        if (jobs.delete(job)) channel.send({ type: "error", job, error: serializeError(error) });
+      };
+      try {
+        const result = fn(data as Data, context);
+        if (result instanceof Promise) result.then(done, fail);
+        else done(result);
+      } catch (error) {
+        fail(error);
+      }
+    };
+
+    const receive = (envelope: Envelope<ToWorker>) => {
+      let started = false;
+      for (const frame of envelope.frames) {
+        switch (frame.type) {
+          case "run":
+            started = true;
+            start(app.handler!, frame.job, frame.data);
+            break;
+          case "message":
+            jobs.get(frame.job)?.context.onMessage?.(frame.data);
+            break;
+          case "credit":
+            jobs.get(frame.job)?.context.onCredit?.(frame.bytes);
+            break;
+          case "cancel": {
+            const entry = jobs.get(frame.job);
+            if (entry) {
+              jobs.delete(frame.job);
+              entry.abort.abort(new DOMException(frame.reason, "AbortError"));
+            }
+            break;
+          }
+          case "ping":
+            channel.acknowledge();
+            break;
+        }
+      }
+      // Having started jobs, say so: the pool sends more only to workers
+      // whose event loop got through everything it was given.
+      if (started) channel.acknowledge();
+    };
+
+    app.handler = await setup(init.workerData as WorkerData, init.workerId);
+    channel.send({ type: "ready" });
+    for (const envelope of waiting) receive(envelope);
+  };
+}
