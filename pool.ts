@@ -172,7 +172,7 @@ export interface WorkerPoolStats {
   busy: number;
   /** Workers in a declared block (see {@linkcode blockThread}). */
   blocked: number;
-  /** Jobs running on workers. */
+  /** Jobs started on workers and not finished. */
   running: number;
   /** Jobs waiting for a worker. */
   queued: number;
@@ -456,7 +456,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     for (const slot of this.#slots) {
       if (slot.tasks.size > 0) busy++;
       if (slot.blockedUntil > now) blocked++;
-      running += slot.tasks.size;
+      for (const task of slot.tasks.values()) if (task.startedAt > 0) running++;
     }
     return {
       workers: this.#size,

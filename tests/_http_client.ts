@@ -91,26 +91,82 @@ function parseAll(bytes: Uint8Array, headRequests: boolean[], already: number) {
   const responses: RawResponse[] = [];
   let offset = 0;
   while (true) {
-    const text = decoder.decode(bytes.subarray(offset));
-    const headEnd = text.indexOf("\r\n\r\n");
+    const headEnd = indexOf(bytes, CRLFCRLF, offset);
     if (headEnd === -1) break;
-    const lines = text.slice(0, headEnd).split("\r\n");
+    const lines = latin1(bytes.subarray(offset, headEnd)).split("\r\n");
     const status = Number(lines[0].split(" ")[1]);
     const headers = new Map<string, string>();
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(":");
       headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
     }
-    const headBytes = encoder.encode(text.slice(0, headEnd + 4)).length;
+    const bodyStart = headEnd + 4;
     const isHead = headRequests[already + responses.length] === true;
-    const length = isHead || status === 304 || status === 204 || status < 200
-      ? 0
-      : Number(headers.get("content-length") ?? 0);
-    if (bytes.length - offset < headBytes + length) break;
-    const body = decoder.decode(bytes.subarray(offset + headBytes, offset + headBytes + length));
-    offset += headBytes + length;
-    if (status >= 200) responses.push({ status, headers, body });
+    const bodiless = isHead || status === 304 || status === 204 || status < 200;
+    let body: Uint8Array;
+    let next: number;
+    if (!bodiless && headers.get("transfer-encoding") === "chunked") {
+      const decoded = dechunk(bytes, bodyStart);
+      if (decoded === undefined) break;
+      ({ body, next } = decoded);
+    } else {
+      const length = bodiless ? 0 : Number(headers.get("content-length") ?? 0);
+      if (bytes.length - bodyStart < length) break;
+      body = bytes.subarray(bodyStart, bodyStart + length);
+      next = bodyStart + length;
+    }
+    offset = next;
+    if (status >= 200) responses.push({ status, headers, body: decoder.decode(body) });
     else if (status === 100) responses.push({ status, headers, body: "" });
   }
   return { responses, consumed: offset };
 }
+
+const CRLFCRLF = encoder.encode("\r\n\r\n");
+
+function indexOf(bytes: Uint8Array, needle: Uint8Array, from: number): number {
+  outer: for (let i = from; i <= bytes.length - needle.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return text;
+}
+
+/**
+ * Decodes a chunked body that starts at `start`; `undefined` until the last
+ * chunk and the final CRLF have arrived.
+ */
+export function dechunk(
+  bytes: Uint8Array,
+  start: number,
+): { body: Uint8Array; next: number } | undefined {
+  const parts: Uint8Array[] = [];
+  let pos = start;
+  while (true) {
+    const lineEnd = indexOf(bytes, CRLF, pos);
+    if (lineEnd === -1) return undefined;
+    const size = parseInt(latin1(bytes.subarray(pos, lineEnd)), 16);
+    pos = lineEnd + 2;
+    if (size === 0) {
+      if (bytes.length < pos + 2) return undefined;
+      const body = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+      let at = 0;
+      for (const part of parts) {
+        body.set(part, at);
+        at += part.length;
+      }
+      return { body, next: pos + 2 };
+    }
+    if (bytes.length < pos + size + 2) return undefined;
+    parts.push(bytes.subarray(pos, pos + size));
+    pos += size + 2;
+  }
+}
+
+const CRLF = encoder.encode("\r\n");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { WorkerPool, WorkerPoolError } from "../pool.ts";
 import type { FaultCommand } from "./fixtures/fault_worker.ts";
+import { until } from "./_process.ts";
 
 const FAULT = new URL("./fixtures/fault_worker.ts", import.meta.url);
 const ECHO = new URL("./fixtures/echo_worker.ts", import.meta.url);
@@ -63,7 +64,7 @@ Deno.test("WorkerPool.run() queues when all workers are busy and runs the queue 
   assert.equal(pool.stats().queued, 3);
   assert.equal(pool.stats().busy, 1);
   g.open();
-  const results = (await Promise.all(jobs)) as { tag: number; order: number }[];
+  const results = (await Promise.all(jobs)) as { tag: number; order: number; workerId: number }[];
   assert.deepEqual(results.map((r) => r.order), [0, 1, 2, 3]);
   assert.deepEqual(results.map((r) => r.tag), [0, 1, 2, 3]);
 });
@@ -141,7 +142,7 @@ Deno.test("WorkerPool.close() lets running and queued jobs finish, then refuses 
   assert.equal(refused.code, "closed");
   assert.match(refused.message, /^Cannot run a job: the pool is closed/);
   g.open();
-  assert.deepEqual(await running, { tag: 0, order: 0 });
+  assert.deepEqual(await running, { tag: 0, order: 0, workerId: 0 });
   assert.equal(await queued, "queued");
   await closed;
   assert.equal(pool.close(), closed, "a second close() returns the same promise");
@@ -162,4 +163,92 @@ Deno.test("WorkerPool logs the book's lines at debug level", async () => {
     "Shutting down worker 0",
     "Shutting down worker 1",
   ]);
+});
+
+Deno.test("WorkerPool with concurrency 2 runs a second job on a worker whose first one awaits", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 2 });
+  await pool.run({ op: "echo", value: "warm" });
+  const controller = new AbortController();
+  const waiting = pool.run({ op: "signal" }, [], { signal: controller.signal });
+  await until(() => pool.stats().running === 1);
+  assert.equal(await pool.run({ op: "echo", value: "beside it" }), "beside it");
+  assert.equal(pool.stats().queued, 0);
+  controller.abort(new Error("done"));
+  await assert.rejects(waiting, /done/);
+});
+
+Deno.test("WorkerPool with concurrency 1 queues a second job behind an awaiting one", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 1 });
+  await pool.run({ op: "echo", value: "warm" });
+  const controller = new AbortController();
+  const waiting = pool.run({ op: "signal" }, [], { signal: controller.signal });
+  const next = pool.run({ op: "echo", value: "after" });
+  assert.equal(pool.stats().queued, 1);
+  controller.abort(new Error("done"));
+  await assert.rejects(waiting, /done/);
+  assert.equal(await next, "after");
+});
+
+Deno.test("WorkerPool gives no new job to a worker that declared a block", async () => {
+  await using pool = faultPool({ size: 2, concurrency: 4 });
+  await Promise.all([pool.run({ op: "whoami" }), pool.run({ op: "whoami" })]);
+  const blocking = pool.run({ op: "block", ms: 400 });
+  await until(() => pool.stats().blocked === 1);
+  const ids = await Promise.all([1, 2, 3].map(() => pool.run({ op: "whoami" })));
+  const blocker = await blocking;
+  assert.deepEqual(ids.map((id) => id === blocker), [false, false, false]);
+  assert.equal(pool.stats().blocked, 0);
+});
+
+Deno.test("WorkerPool sends a job past a worker busy in CPU work to one whose event loop is free", async () => {
+  await using pool = faultPool({ size: 2, concurrency: 4 });
+  // Worker A (the first idle one, worker 0) is stuck in synchronous work it
+  // did not declare (a gate); worker B is busy too, but only awaiting, so its
+  // event loop is free.
+  const g = gate();
+  const controller = new AbortController();
+  const stuck = pool.run({ op: "gate", shared: g.shared, tag: 0 });
+  const awaiting = pool.run({ op: "signal" }, [], { signal: controller.signal }).catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await until(() => g.started() === 1 && pool.stats().running === 2);
+    // Both workers have one job; only B has caught up with what it was sent.
+    // Least-loaded alone would pick worker 0, the stuck one.
+    const chosen = await Promise.race([
+      pool.run({ op: "whoami" }),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the job waited behind the stuck worker")), 5000);
+      }),
+    ]);
+    assert.equal(g.started(), 1, "answered while A was still stuck");
+    g.open();
+    const { workerId: stuckWorker } = await stuck as { workerId: number };
+    assert.notEqual(chosen, stuckWorker, "the job went to the worker whose loop was free");
+  } finally {
+    clearTimeout(timer);
+    g.open();
+    controller.abort(new Error("done"));
+    await awaiting;
+  }
+});
+
+Deno.test("WorkerPool rejects a job past its deadline with code timeout, aborts its signal, and keeps the responsive worker", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 2, timeout: 200 });
+  await pool.run({ op: "echo", value: "warm" });
+  const error = await pool.run({ op: "signal" }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "timeout");
+  assert.equal(await pool.run({ op: "lastAbort" }), "deadline");
+  assert.equal(pool.stats().replaced, 0);
+});
+
+Deno.test("WorkerPool holds messages for a job until it starts, then delivers them in order", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 1 });
+  const replies: unknown[] = [];
+  const job = pool.submit({ op: "echoMessages", count: 3 }, {
+    onMessage: (message) => replies.push(message),
+  });
+  for (const n of [1, 2, 3]) job.send(n);
+  assert.equal(await job.result, 3);
+  assert.deepEqual(replies, [1, 2, 3]);
 });
