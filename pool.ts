@@ -156,8 +156,11 @@ export interface Job<Result> {
   readonly result: Promise<Result>;
   /** Sends a message to the running job; held until the job starts on a worker. */
   send(message: unknown, transfer?: Transferable[]): void;
-  /** Tells the job that `bytes` of its messages were consumed. */
-  credit(bytes: number): void;
+  /**
+   * Tells the job that `bytes` of its messages were consumed, moving back
+   * `buffers` it sent that are free for reuse.
+   */
+  credit(bytes: number, buffers?: ArrayBuffer[]): void;
   /** Drops the job if queued, cancels it on its worker if running, and rejects it. */
   cancel(reason: unknown): void;
 }
@@ -414,7 +417,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       result: promise,
       send: (message, transfer) =>
         this.#sendTo(task, { type: "message", job: task.id, data: message }, transfer),
-      credit: (bytes) => this.#sendTo(task, { type: "credit", job: task.id, bytes }),
+      credit: (bytes, buffers) =>
+        this.#sendTo(task, { type: "credit", job: task.id, bytes, buffers }, buffers),
       cancel: (reason) => this.#cancel(task, reason),
     };
     const refusal = this.#refusal(options.signal);

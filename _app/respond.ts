@@ -45,6 +45,10 @@ const HOP_BY_HOP = new Set([
 /** Microtask turns to wait for a body that is already in memory. */
 const SOON = 8;
 const LAST_CHUNK = new TextEncoder().encode("0\r\n\r\n");
+/** Room for a chunk's size line and final CRLF around a window of data. */
+const FRAME_OVERHEAD = 32;
+/** Most free buffers one response keeps. */
+const MAX_FREE = 4;
 
 /**
  * Answers one request. Resolves once the whole response has been handed to
@@ -151,13 +155,22 @@ class ResponseSender {
   #wake: (() => void) | undefined;
   #framing: BodyFraming = "none";
   #bodyBytes = 0;
+  /** Buffers for body frames, moved back by the main thread once written. */
+  #free: ArrayBuffer[] = [];
+  #bufferSize: number;
 
   constructor(context: JobContext<ResponsePart>, start: RequestStart, window: number) {
     this.#context = context;
     this.#start = start;
     this.#credit = window;
-    context.onCredit = (bytes) => {
+    this.#bufferSize = window + FRAME_OVERHEAD;
+    context.onCredit = (bytes, buffers) => {
       this.#credit += bytes;
+      for (const buffer of buffers) {
+        if (buffer.byteLength === this.#bufferSize && this.#free.length < MAX_FREE) {
+          this.#free.push(buffer);
+        }
+      }
       this.#wake?.();
     };
   }
@@ -287,6 +300,29 @@ class ResponseSender {
     this.#context.send({ type: "head", status, bytes, close, file }, [bytes.buffer]);
   }
 
+  /**
+   * Copies a piece of body (at most one window) into a buffer of its own,
+   * framed as a chunk when chunked. Buffers come back with the credit, so a
+   * long stream reuses a few instead of leaving one per piece for the GC.
+   */
+  #frame(piece: Uint8Array): Uint8Array<ArrayBuffer> {
+    const buffer = this.#free.pop() ?? new ArrayBuffer(this.#bufferSize);
+    let at = 0;
+    const out = new Uint8Array(buffer);
+    if (this.#framing === "chunked") {
+      const size = `${piece.length.toString(16)}\r\n`;
+      isomorphicEncode(size, out);
+      at = size.length;
+    }
+    out.set(piece, at);
+    at += piece.length;
+    if (this.#framing === "chunked") {
+      out[at++] = 13;
+      out[at++] = 10;
+    }
+    return out.subarray(0, at);
+  }
+
   /** Sends body bytes, framed as chunks when chunked, waiting for credit between pieces. */
   async #write(data: Uint8Array): Promise<void> {
     const signal = this.#context.signal;
@@ -302,7 +338,7 @@ class ResponseSender {
       if (signal.aborted) return;
       const piece = data.subarray(offset, offset + this.#credit);
       offset += piece.length;
-      const bytes = this.#framing === "chunked" ? chunk(piece) : new Uint8Array(piece);
+      const bytes = this.#frame(piece);
       this.#credit -= bytes.length;
       this.#bodyBytes += piece.length;
       this.#context.send({ type: "data", bytes }, [bytes.buffer]);
@@ -318,16 +354,6 @@ function serializeFields(headers: Headers): string {
     text += `${name}: ${value}\r\n`;
   }
   return text;
-}
-
-function chunk(piece: Uint8Array): Uint8Array<ArrayBuffer> {
-  const size = `${piece.length.toString(16)}\r\n`;
-  const bytes = new Uint8Array(size.length + piece.length + 2);
-  isomorphicEncode(size, bytes);
-  bytes.set(piece, size.length);
-  bytes[bytes.length - 2] = 13;
-  bytes[bytes.length - 1] = 10;
-  return bytes;
 }
 
 function bytesOf(value: unknown): Uint8Array {

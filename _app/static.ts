@@ -12,8 +12,10 @@ import { STATUS_TEXT } from "../_shared/http.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */
 export const MAX_CACHED_FILE = 1 << 20;
-/** Most bytes of file bodies kept in memory per worker. */
+/** Most bytes kept in each worker's file cache: bodies, keys and overhead. */
 const MAX_CACHE_BYTES = 64 << 20;
+/** Bytes an entry costs beyond its body and key, for the cache's budget. */
+const ENTRY_OVERHEAD = 256;
 /** How long a cached file is trusted before it is stat()ed again. */
 const REVALIDATE_MS = 1000;
 
@@ -72,6 +74,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   const root = await Deno.realPath(options.root);
   const cache = new Map<string, CacheEntry>();
   let cacheBytes = 0;
+  const reads = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
   const files = new WeakMap<Response, FileSlice>();
 
   async function notFound(method: string): Promise<Response> {
@@ -186,7 +189,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     headers["content-length"] = String(length);
 
     if (size <= MAX_CACHED_FILE) {
-      const bytes = await Deno.readFile(realPath);
+      const bytes = await readOnce(realPath);
       const body = bytes.subarray(offset, offset + length);
       if (status === 200 && cacheKey !== undefined && bytes.length === size) {
         remember(cacheKey, realPath, mtime, headers, bytes);
@@ -201,6 +204,19 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     return response;
   }
 
+  /**
+   * Reads a file, sharing one read among the requests that want it at the
+   * same moment: a burst of misses for one file costs one buffer, not one each.
+   */
+  function readOnce(realPath: string): Promise<Uint8Array<ArrayBuffer>> {
+    let read = reads.get(realPath);
+    if (read === undefined) {
+      read = Deno.readFile(realPath).finally(() => reads.delete(realPath));
+      reads.set(realPath, read);
+    }
+    return read;
+  }
+
   function remember(
     key: string,
     realPath: string,
@@ -209,8 +225,13 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     body: Uint8Array,
   ): void {
     const old = cache.get(key);
-    if (old) cacheBytes -= old.size;
-    if (cacheBytes + body.length > MAX_CACHE_BYTES) return;
+    if (old) {
+      cache.delete(key);
+      cacheBytes -= old.size;
+    }
+    // The key counts too: many paths to one small file must not grow memory.
+    const size = body.length + key.length + ENTRY_OVERHEAD;
+    if (cacheBytes + size > MAX_CACHE_BYTES) return;
     let fields = "";
     for (const [name, value] of Object.entries(headers)) {
       if (name !== "content-length") fields += `${name}: ${value}\r\n`;
@@ -220,9 +241,9 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       checkedAt: Date.now(),
       realPath,
       mtime,
-      size: body.length,
+      size,
     });
-    cacheBytes += body.length;
+    cacheBytes += size;
   }
 
   async function fetch(request: Request): Promise<Response> {
@@ -238,7 +259,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     const url = new URL(request.url);
     const rawPath = url.pathname + url.search;
     let lookup = rawPath;
-    let cacheKey: string | undefined = rawPath;
+    // The query does not change which file is served, so it is not part of the key.
+    let cacheKey: string | undefined = url.pathname;
     if (url.pathname === "/") {
       lookup = "/hello.html";
     } else if (url.pathname === "/sleep") {
@@ -255,11 +277,13 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
 
   function fast(method: string, path: string, conditional: boolean): CachedResponse | undefined {
     if (conditional || (method !== "GET" && method !== "HEAD")) return undefined;
-    const entry = cache.get(path);
+    const query = path.indexOf("?");
+    const key = query === -1 ? path : path.slice(0, query);
+    const entry = cache.get(key);
     if (entry === undefined) return undefined;
     if (Date.now() - entry.checkedAt > REVALIDATE_MS) {
       // Too old to trust: let fetch() stat the file and refresh the entry.
-      cache.delete(path);
+      cache.delete(key);
       cacheBytes -= entry.size;
       return undefined;
     }

@@ -4,10 +4,13 @@
  * the worker, and writes responses back in request order as their bytes
  * arrive.
  *
- * Memory per connection is bounded in bytes: the read buffer holds at most
- * one head plus one read; it stops reading while a request body waits for
- * its worker's credit, while `maxPipeline` responses are owed, or while more
- * than `maxOutput` bytes of responses wait to be written.
+ * Pipelined requests start one at a time, as `Deno.serve` does: a new head is
+ * framed only once every earlier request on the connection has its whole
+ * response, so a client that pipelines without reading holds at most one
+ * running request, however large its responses. Memory per connection is
+ * bounded in bytes: the read buffer holds at most one head plus one read; a
+ * request body waits for its worker's credit; and at most `maxPipeline`
+ * finished responses, or `maxOutput` bytes, wait to be written.
  */
 
 import { Exchange, type ExchangeCounters, type HttpPool } from "./exchange.ts";
@@ -42,6 +45,8 @@ export interface ConnectionOptions extends FramingLimits {
 
 const READ_SIZE = 16 << 10;
 const FILE_CHUNK = 64 << 10;
+/** Parts smaller than this are gathered into one write; larger ones go as they are. */
+const COALESCE_LIMIT = 16 << 10;
 
 const enum Phase {
   /** Nothing owed, nothing partial: the idle timeout runs. */
@@ -76,6 +81,11 @@ export class Connection {
   #reading = true;
   #writing = false;
   #closed = false;
+  #framing = false;
+  #frameAgain = false;
+  /** A read into `#buf` at `#end` is in flight: the buffer must not move. */
+  #readPending = false;
+  #maxBuffer: number;
   #resumeReading: (() => void) | undefined;
 
   #phase = Phase.Idle;
@@ -102,7 +112,8 @@ export class Connection {
     this.#options = options;
     this.#onClose = onClose;
     this.#framer = new Framer(options);
-    this.#buf = new Uint8Array(Math.min(READ_SIZE, options.maxHead + 1024));
+    this.#maxBuffer = options.maxHead + READ_SIZE;
+    this.#buf = new Uint8Array(Math.min(READ_SIZE, this.#maxBuffer));
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.#remote = addr.hostname ?? "-";
     this.#setIdle();
@@ -165,13 +176,31 @@ export class Connection {
     this.#readDeadline = this.#options.clock.now + this.#options.idleTimeout;
   }
 
-  /** Whether the connection may take more bytes from the client now. */
+  /** Whether to read more bytes from the socket: room to hold them, and no body waiting for credit. */
   #mayRead(): boolean {
     if (this.#receiving?.bodyBlocked) return false;
+    return this.#end - this.#start < this.#maxBuffer;
+  }
+
+  /**
+   * Whether a new request may start: every earlier one has its whole
+   * response, and the responses waiting to be written are few and small.
+   */
+  #mayStart(): boolean {
     if (this.#queue.length >= this.#options.maxPipeline) return false;
     let output = 0;
-    for (const exchange of this.#queue) output += exchange.buffered;
+    for (const exchange of this.#queue) {
+      if (!exchange.finished) return false;
+      output += exchange.buffered;
+    }
     return output <= this.#options.maxOutput;
+  }
+
+  /** Frames what is buffered and lets the read loop go on, after anything that may unblock them. */
+  #wake(): void {
+    if (this.#closed) return;
+    this.#frame();
+    if (this.#mayRead()) this.#resumeReading?.();
   }
 
   async #readLoop(): Promise<void> {
@@ -184,16 +213,17 @@ export class Connection {
         if (this.#phase === Phase.Body) {
           this.#readDeadline = this.#options.clock.now + this.#options.bodyTimeout;
         }
-        // Bytes already buffered may now go further.
-        this.#frame();
         continue;
       }
       if (this.#end === this.#buf.length) this.#makeRoom();
       let n: number | null;
+      this.#readPending = true;
       try {
         n = await this.#conn.read(this.#buf.subarray(this.#end));
       } catch {
         n = null;
+      } finally {
+        this.#readPending = false;
       }
       if (this.#closed || !this.#reading) return;
       if (n === null) {
@@ -224,9 +254,28 @@ export class Connection {
   }
 
   #frame(): void {
+    // Exchanges may call back into the connection while it frames.
+    if (this.#framing) {
+      this.#frameAgain = true;
+      return;
+    }
+    this.#framing = true;
+    try {
+      do {
+        this.#frameAgain = false;
+        this.#frameOnce();
+      } while (this.#frameAgain && !this.#closed);
+    } finally {
+      this.#framing = false;
+    }
+  }
+
+  #frameOnce(): void {
     const framer = this.#framer;
     const options = this.#options;
-    while (!this.#closed && this.#mayRead()) {
+    while (!this.#closed && this.#reading) {
+      const between = framer.inHead && this.#receiving === undefined;
+      if (between ? !this.#mayStart() : this.#receiving?.bodyBlocked) break;
       if (this.#lastRequest && this.#receiving === undefined) {
         // RFC 9112 §9.6: nothing after a request that ends the connection runs.
         this.#start = this.#end;
@@ -259,23 +308,23 @@ export class Connection {
           return;
       }
     }
-    if (this.#start === this.#end) {
+    if (this.#start === this.#end && !this.#readPending) {
       this.#start = this.#end = 0;
       if (this.#buf.length > READ_SIZE) this.#buf = new Uint8Array(READ_SIZE);
     }
     if (this.#closed || !this.#reading) return;
     if (this.#receiving !== undefined) return;
-    if (this.#start < this.#end && framer.inHead) {
+    if (this.#start < this.#end && this.#mayStart()) {
+      // Part of a head is here and nothing of ours holds it back: its clock runs.
       if (this.#phase !== Phase.Head) {
         this.#phase = Phase.Head;
         this.#readDeadline = options.clock.now + options.headTimeout;
       }
-    } else if (this.#start === this.#end && this.#phase !== Phase.Idle) {
-      if (this.#queue.length === 0 && !this.#writing) this.#setIdle();
-      else {
-        this.#phase = Phase.Waiting;
-        this.#readDeadline = Infinity;
-      }
+    } else if (this.#start === this.#end && this.#queue.length === 0 && !this.#writing) {
+      if (this.#phase !== Phase.Idle) this.#setIdle();
+    } else {
+      this.#phase = Phase.Waiting;
+      this.#readDeadline = Infinity;
     }
   }
 
@@ -340,10 +389,12 @@ export class Connection {
 
   #events = {
     onReady: (exchange: Exchange): void => {
-      if (!this.#closed && this.#queue.peek() === exchange) void this.#pump();
+      if (this.#closed) return;
+      if (this.#queue.peek() === exchange) void this.#pump();
+      else if (exchange.finished) this.#wake();
     },
     onCredit: (exchange: Exchange): void => {
-      if (exchange === this.#receiving && !exchange.bodyBlocked) this.#resumeReading?.();
+      if (exchange === this.#receiving && !exchange.bodyBlocked) this.#wake();
     },
   };
 
@@ -377,7 +428,7 @@ export class Connection {
           done.push(exchange);
           if (exchange.close || exchange.broken) break;
         }
-        if (parts.length > 0) await this.#writeAll(concat(parts));
+        if (parts.length > 0) await this.#writeParts(parts);
         // Credit only what the client took: a client that does not read
         // holds its worker's stream at one window.
         for (const [exchange, bytes] of credits) exchange.wrote(bytes);
@@ -413,7 +464,33 @@ export class Connection {
       }
       if (this.#start === this.#end && this.#receiving === undefined) this.#setIdle();
     }
-    if (this.#mayRead()) this.#resumeReading?.();
+    this.#wake();
+  }
+
+  /**
+   * Writes `parts` in order: small ones coalesced into one write, large ones
+   * as they are, so streamed bodies are not copied once more on their way out.
+   */
+  async #writeParts(parts: Uint8Array[]): Promise<void> {
+    let small: Uint8Array[] = [];
+    let smallBytes = 0;
+    for (const part of parts) {
+      if (part.length >= COALESCE_LIMIT) {
+        if (small.length > 0) await this.#writeAll(concat(small));
+        small = [];
+        smallBytes = 0;
+        await this.#writeAll(part);
+        continue;
+      }
+      small.push(part);
+      smallBytes += part.length;
+      if (smallBytes >= COALESCE_LIMIT) {
+        await this.#writeAll(concat(small));
+        small = [];
+        smallBytes = 0;
+      }
+    }
+    if (small.length > 0) await this.#writeAll(concat(small));
   }
 
   /** Writes all of `bytes`; a write that makes no progress for `writeTimeout` drops the client. */

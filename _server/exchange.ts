@@ -65,6 +65,9 @@ export class Exchange {
   startedAt = 0;
 
   #events: ExchangeEvents;
+  /** Buffers of body parts taken for writing, to move back to the worker once written. */
+  #taken: ArrayBuffer[] = [];
+  #recyclable: ArrayBuffer[] = [];
   #job: Job<ResponseEnd> | undefined;
   #pool: HttpPool | undefined;
   #counters: ExchangeCounters | undefined;
@@ -113,6 +116,8 @@ export class Exchange {
     this.#counters = counters;
     this.#start = start;
     if (!start.body) this.#bodyEnded = true;
+    // Only an idempotent request may run again; others need no copy of their body.
+    if (!IDEMPOTENT.has(start.method)) this.#replay = undefined;
     counters.requests++;
     this.#submit(false);
     if (expectContinue) {
@@ -144,9 +149,14 @@ export class Exchange {
     this.#job.send({ end: true });
   }
 
-  /** The connection wrote `bytes` of this response: the worker may send as many more. */
+  /**
+   * The connection wrote `bytes` of this response: the worker may send as
+   * many more, and gets its body buffers back for reuse.
+   */
   wrote(bytes: number): void {
-    if (this.#job !== undefined && !this.finished) this.#job.credit(bytes);
+    const buffers = this.#taken;
+    this.#taken = [];
+    if (this.#job !== undefined && !this.finished) this.#job.credit(bytes, buffers);
   }
 
   /**
@@ -174,6 +184,10 @@ export class Exchange {
     const chunks = this.chunks;
     this.chunks = [];
     this.buffered = 0;
+    if (this.#recyclable.length > 0) {
+      for (const buffer of this.#recyclable) this.#taken.push(buffer);
+      this.#recyclable = [];
+    }
     return chunks;
   }
 
@@ -208,6 +222,7 @@ export class Exchange {
     }
     this.chunks.push(part.bytes);
     this.buffered += part.bytes.length;
+    if (part.type === "data") this.#recyclable.push(part.bytes.buffer as ArrayBuffer);
     this.#events.onReady(this);
   }
 
@@ -238,7 +253,7 @@ export class Exchange {
     }
     if (
       error instanceof WorkerPoolError && error.code === "worker-exited" && error.shared &&
-      !this.#replayed && this.#replay !== undefined && IDEMPOTENT.has(this.#start!.method)
+      !this.#replayed && this.#replay !== undefined
     ) {
       this.#replayed = true;
       this.#inFlight = 0;

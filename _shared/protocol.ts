@@ -50,8 +50,11 @@ export type ToWorker =
   | { type: "run"; job: number; data: unknown }
   /** A message for a running job. */
   | { type: "message"; job: number; data: unknown }
-  /** The pool consumed `bytes` of the job's output: flow-control credit. */
-  | { type: "credit"; job: number; bytes: number }
+  /**
+   * The pool consumed `bytes` of the job's output: flow-control credit, with
+   * the job's buffers that are free again, moved back for reuse.
+   */
+  | { type: "credit"; job: number; bytes: number; buffers?: ArrayBuffer[] }
   /** Stop job `job`: its signal aborts with `reason`. */
   | { type: "cancel"; job: number; reason: string }
   /** Are you alive? Any envelope back answers. */

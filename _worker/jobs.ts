@@ -29,8 +29,8 @@ export interface JobContext<Message = unknown> {
   credit(bytes: number): void;
   /** Receives the caller's messages for this job. */
   onMessage: ((message: unknown) => void) | undefined;
-  /** Receives the caller's credit for this job's messages. */
-  onCredit: ((bytes: number) => void) | undefined;
+  /** Receives the caller's credit for this job's messages, with buffers moved back for reuse. */
+  onCredit: ((bytes: number, buffers: ArrayBuffer[]) => void) | undefined;
 }
 
 /** Answers one job; the result goes back to the caller of `run()`. */
@@ -156,7 +156,7 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
             jobs.get(frame.job)?.context.onMessage?.(frame.data);
             break;
           case "credit":
-            jobs.get(frame.job)?.context.onCredit?.(frame.bytes);
+            jobs.get(frame.job)?.context.onCredit?.(frame.bytes, frame.buffers ?? []);
             break;
           case "cancel": {
             const entry = jobs.get(frame.job);

@@ -1,9 +1,13 @@
 /**
  * `deno task bench`: wrk against brigade and against a Deno.serve baseline
- * serving the same hello.html bytes, started here in the same run, so the
- * ratio between them is what matters (absolute figures on a shared 2-core
- * machine are noise). Also measures GET / latency while a /sleep is in
- * flight on a 2-worker pool.
+ * serving the same bytes, started here in the same run and interleaved round
+ * by round, so the ratio between them is what matters (absolute figures on a
+ * shared 2-core machine are noise). Rows: static GET /, a trivial handler
+ * module (bench/hello_handler.ts, which the baseline serves too), and GET /
+ * while a /sleep blocks one of the two workers.
+ *
+ * `--compare DIR` adds a second brigade, from another checkout, to every
+ * round: an interleaved A/B of two versions against the same baseline.
  *
  * Needs wrk: `apt-get install -y wrk`.
  */
@@ -19,8 +23,11 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     workers: { type: "string", default: "2" },
     "brigade-args": { type: "string", default: "" },
+    compare: { type: "string" },
+    cases: { type: "string", default: "static,handler,sleep" },
   },
 });
+const cases = values.cases.split(",");
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
@@ -42,8 +49,8 @@ async function haveWrk(): Promise<boolean> {
 }
 
 /** Starts a server process and resolves once it prints its URL. */
-async function startServer(args: string[]) {
-  const server = await startServerProcess(args);
+async function startServer(args: string[], cwd?: string) {
+  const server = await startServerProcess(args, { cwd });
   return {
     url: server.url,
     async stop() {
@@ -87,7 +94,8 @@ if (!(await haveWrk())) {
   Deno.exit(1);
 }
 
-const brigadeArgs = [
+const HANDLER = new URL("./hello_handler.ts", import.meta.url).pathname;
+const brigadeArgs = (extra: string[]) => [
   "run",
   "--allow-net",
   "--allow-read",
@@ -100,60 +108,118 @@ const brigadeArgs = [
   "--log-level",
   "warn",
   ...values["brigade-args"].split(" ").filter(Boolean),
+  ...extra,
 ];
 
-const baselineRuns: WrkResult[] = [];
-const brigadeRuns: WrkResult[] = [];
-for (let round = 0; round < rounds; round++) {
-  const baseline = await startServer(["run", "--allow-net", "--allow-read", "bench/baseline.ts"]);
-  await wrk(baseline.url, 1); // warm-up
-  baselineRuns.push(await wrk(baseline.url, duration));
-  await baseline.stop();
-
-  const brigade = await startServer(brigadeArgs);
-  await wrk(brigade.url, 1);
-  brigadeRuns.push(await wrk(brigade.url, duration));
-  await brigade.stop();
+interface Contender {
+  name: string;
+  args: string[];
+  cwd?: string;
+  runs: WrkResult[];
 }
 
-// GET / while one /sleep holds a worker of the two.
-const sleepy = await startServer([...brigadeArgs, "--sleep-ms", String((duration + 3) * 1000)]);
-await wrk(sleepy.url, 1);
-const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
-await new Promise((resolve) => setTimeout(resolve, 200));
-const duringSleep = await wrk(sleepy.url, duration);
-await sleeping;
-await sleepy.stop();
+interface Row {
+  label: string;
+  baseline: Contender;
+  contenders: Contender[];
+}
 
-const base = median(baselineRuns);
-const ours = median(brigadeRuns);
-const ratios = brigadeRuns.map((run, i) => run.rps / baselineRuns[i].rps).toSorted((a, b) => a - b);
+const rows: Row[] = [];
+for (const name of cases) {
+  if (name === "sleep") continue;
+  const handler = name === "handler" ? ["--handler", HANDLER] : [];
+  const row: Row = {
+    label: name === "handler" ? "trivial handler module" : "static GET /",
+    baseline: {
+      name: "Deno.serve",
+      args: ["run", "--allow-net", "--allow-read", "bench/baseline.ts", ...handler],
+      runs: [],
+    },
+    contenders: [{ name: "brigade", args: brigadeArgs(handler), runs: [] }],
+  };
+  if (values.compare) {
+    row.contenders.push({
+      name: `brigade @ ${values.compare}`,
+      args: brigadeArgs(handler),
+      cwd: values.compare,
+      runs: [],
+    });
+  }
+  rows.push(row);
+}
+
+async function measure(contender: Contender): Promise<void> {
+  const server = await startServer(contender.args, contender.cwd);
+  try {
+    await wrk(server.url, 1); // warm-up
+    contender.runs.push(await wrk(server.url, duration));
+  } finally {
+    await server.stop();
+  }
+}
+
+for (let round = 0; round < rounds; round++) {
+  for (const row of rows) {
+    // Alternate the order of the brigades so neither always runs second.
+    const order = round % 2 === 0 ? row.contenders : row.contenders.toReversed();
+    await measure(row.baseline);
+    for (const contender of order) await measure(contender);
+  }
+}
+
+// GET / while one /sleep blocks one of the two workers.
+let duringSleep: WrkResult | undefined;
+if (cases.includes("sleep")) {
+  const sleepy = await startServer(brigadeArgs(["--sleep-ms", String((duration + 3) * 1000)]));
+  await wrk(sleepy.url, 1);
+  const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  duringSleep = await wrk(sleepy.url, duration);
+  await sleeping;
+  await sleepy.stop();
+}
+
 // Deno guards /proc; grep may read it.
 const cpuinfo = await new Deno.Command("grep", { args: ["-m1", "model name", "/proc/cpuinfo"] })
   .output().then((o) => new TextDecoder().decode(o.stdout), () => "");
 const cpu = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU";
 const fmt = (n: number) => n.toFixed(2);
-console.log(`
+let table = `
 Benchmark ${
   new Date().toISOString().slice(0, 10)
 } on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}
-wrk -t1 -c${connections} -d${duration}s GET /, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
+wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
 
-| server | req/s | p50 ms | p99 ms | vs Deno.serve |
-| --- | ---: | ---: | ---: | ---: |
-| Deno.serve (baseline) | ${Math.round(base.rps)} | ${fmt(base.p50)} | ${fmt(base.p99)} | 1.00× |
-| brigade | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${fmt(ours.p99)} | ${
-  fmt(ours.rps / base.rps)
-}× |
-| brigade, one /sleep in flight | ${Math.round(duringSleep.rps)} | ${fmt(duringSleep.p50)} | ${
-  fmt(duringSleep.p99)
-} | ${fmt(duringSleep.rps / base.rps)}× |
-`);
-console.log(
-  `per-round ratios: ${ratios.map(fmt).join(", ")}; all rounds (req/s): baseline ${
-    baselineRuns.map((r) => Math.round(r.rps)).join(", ")
-  }; ` +
-    `brigade ${brigadeRuns.map((r) => Math.round(r.rps)).join(", ")}; errors ${
-      [...baselineRuns, ...brigadeRuns, duringSleep].reduce((a, r) => a + r.errors, 0)
-    }`,
-);
+| case | server | req/s | p50 ms | p99 ms | vs Deno.serve (median of per-round ratios) |
+| --- | --- | ---: | ---: | ---: | ---: |
+`;
+const notes: string[] = [];
+let errors = 0;
+for (const row of rows) {
+  const base = median(row.baseline.runs);
+  table += `| ${row.label} | Deno.serve | ${Math.round(base.rps)} | ${fmt(base.p50)} | ${
+    fmt(base.p99)
+  } | 1.00× |\n`;
+  for (const contender of row.contenders) {
+    const ours = median(contender.runs);
+    const ratios = contender.runs.map((run, i) => run.rps / row.baseline.runs[i].rps);
+    const middle = ratios.toSorted((a, b) => a - b)[Math.floor(ratios.length / 2)];
+    table += `| ${row.label} | ${contender.name} | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${
+      fmt(ours.p99)
+    } | ${fmt(middle)}× |\n`;
+    notes.push(`${row.label}, ${contender.name}: per-round ratios ${ratios.map(fmt).join(", ")}`);
+    errors += contender.runs.reduce((a, r) => a + r.errors, 0);
+  }
+  errors += row.baseline.runs.reduce((a, r) => a + r.errors, 0);
+}
+if (duringSleep) {
+  const base = rows.find((row) => row.label === "static GET /")?.baseline.runs;
+  const ratio = base ? fmt(duringSleep.rps / median(base).rps) + "×" : "–";
+  table += `| static GET /, one /sleep blocking a worker | brigade | ${
+    Math.round(duringSleep.rps)
+  } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${ratio} |\n`;
+  errors += duringSleep.errors;
+}
+console.log(table);
+console.log(notes.join("\n"));
+console.log(`errors (non-2xx, socket errors): ${errors}`);

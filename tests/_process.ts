@@ -26,6 +26,8 @@ export interface StartOptions {
    * `setsid`), so a test can signal the whole group as a terminal does.
    */
   ownGroup?: boolean;
+  /** Where to run it; the project folder by default. */
+  cwd?: string;
 }
 
 /**
@@ -39,7 +41,7 @@ export async function startServerProcess(
   const command = options.ownGroup ? "setsid" : Deno.execPath();
   const child = new Deno.Command(command, {
     args: options.ownGroup ? [Deno.execPath(), ...args] : args,
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: options.cwd ?? new URL("..", import.meta.url).pathname,
     stdout: "piped",
     stderr: "piped",
   }).spawn();

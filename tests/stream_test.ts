@@ -49,6 +49,17 @@ async function readUntil(
 
 const contains = (needle: string) => (bytes: Uint8Array) => decoder.decode(bytes).includes(needle);
 
+/** Reads on from `already` until the chunked response is complete; returns its body. */
+async function readChunkedBody(conn: Deno.Conn, already: Uint8Array): Promise<string> {
+  const bodyStart = (bytes: Uint8Array) => decoder.decode(bytes).indexOf("\r\n\r\n") + 4;
+  const all = await readUntil(
+    conn,
+    (bytes) => dechunk(bytes, bodyStart(bytes)) !== undefined,
+    already,
+  );
+  return decoder.decode(dechunk(all, bodyStart(all))!.body);
+}
+
 Deno.test("a streamed response's first chunk reaches the client before the handler ends the stream", async () => {
   await using server = await start();
   const conn = await Deno.connect({ port: server.addr.port });
@@ -60,12 +71,7 @@ Deno.test("a streamed response's first chunk reaches the client before the handl
     assert.match(early, /\r\ntransfer-encoding: chunked\r\n/);
     assert.ok(!early.includes("second"), "the second chunk waits for the test");
     assert.equal(await text(new URL("/release", server.url)), "released");
-    const all = await readUntil(conn, (bytes) => {
-      const headEnd = decoder.decode(bytes).indexOf("\r\n\r\n");
-      return dechunk(bytes, headEnd + 4) !== undefined;
-    }, earlyBytes);
-    const body = dechunk(all, decoder.decode(all).indexOf("\r\n\r\n") + 4)!.body;
-    assert.equal(decoder.decode(body), "first\nsecond\n");
+    assert.equal(await readChunkedBody(conn, earlyBytes), "first\nsecond\n");
   } finally {
     conn.close();
   }
@@ -83,13 +89,7 @@ Deno.test("an upload reaches the handler as a stream: its echo arrives before th
     // The handler echoes what it has read so far, while the upload is open.
     const early = await readUntil(conn, contains("one"));
     await conn.write(encoder.encode("3\r\ntwo\r\n0\r\n\r\n"));
-    const all = await readUntil(
-      conn,
-      (bytes) => decoder.decode(bytes).endsWith("0\r\n\r\n"),
-      early,
-    );
-    const body = dechunk(all, decoder.decode(all).indexOf("\r\n\r\n") + 4)!.body;
-    assert.equal(decoder.decode(body), "onetwo");
+    assert.equal(await readChunkedBody(conn, early), "onetwo");
   } finally {
     conn.close();
   }
