@@ -78,8 +78,8 @@ export class WorkerPoolError extends Error {
 
 /** Where the pool writes its diagnostics. */
 export interface PoolLogger {
-  /** The book's "Worker N got a job; executing." lines. */
-  debug(message: string): void;
+  /** The book's "Worker N got a job; executing." lines; leave it out to skip them. */
+  debug?(message: string): void;
   /** Shutdown and worker replacement. */
   info(message: string): void;
 }
@@ -332,7 +332,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     this.#size = size;
     this.#concurrency = concurrency;
     this.#workerData = options.workerData;
-    this.#logger = options.logger ?? { debug() {}, info() {} };
+    this.#logger = options.logger ?? { info() {} };
     for (let i = 0; i < size; i++) {
       const slot = this.#spawn();
       this.#slots.push(slot);
@@ -617,7 +617,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    */
   #canTake(slot: Slot): boolean {
     if (!slot.ready || slot.exclusive || slot.tasks.size >= this.#concurrency) return false;
-    if (slot.blockedUntil > performance.now()) return false;
+    if (slot.blockedUntil !== 0 && slot.blockedUntil > performance.now()) return false;
     return slot.seen >= slot.runEnvelope || slot.runEnvelope === slot.channel.sent + 1;
   }
 
@@ -656,7 +656,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   #start(slot: Slot, task: Task): void {
     task.startedAt = performance.now();
-    this.#logger.debug(`Worker ${slot.id} got a job; executing.`);
+    this.#logger.debug?.(`Worker ${slot.id} got a job; executing.`);
     slot.channel.send({ type: "run", job: task.id, data: task.data }, task.transfer);
     slot.runEnvelope = slot.channel.sent + 1;
     task.data = undefined;

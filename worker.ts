@@ -39,8 +39,8 @@ handleJobs<RequestStart, ResponseEnd, ResponsePart, WorkerConfig>(async (config)
   const app = await loadApp(config);
   return async (start, context) => {
     try {
-      const { bodyBytes } = await serveRequest(app, start, context, config.window);
-      return { bodyBytes, workerId: context.workerId };
+      const { bodyBytes, last } = await serveRequest(app, start, context, config.window);
+      return { bodyBytes, workerId: context.workerId, last };
     } catch (error) {
       if (!context.signal.aborted) {
         console.error(`Handler failed for ${start.method} ${start.url}:`, error);

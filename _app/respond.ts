@@ -9,9 +9,10 @@ import type { JobContext } from "../_worker/jobs.ts";
 import { type BodyFraming, isomorphicEncode, responseHead } from "../_shared/http.ts";
 import type { FileSlice, RequestPart, RequestStart, ResponsePart } from "../_shared/protocol.ts";
 
-/** What one response took: its body bytes, for the access log. */
+/** What one response took: its body bytes, and its last part when that travels with the end. */
 export interface Sent {
   bodyBytes: number;
+  last?: ResponsePart;
 }
 import type { CachedResponse, StaticApp } from "./static.ts";
 
@@ -267,11 +268,11 @@ class ResponseSender {
     const inline = body === undefined
       ? undefined
       : body.subarray(0, Math.max(0, this.#credit - 512));
-    this.#sendHead(status, statusText, fields, inline, undefined);
-    if (body !== undefined && inline!.length < body.length) {
-      await this.#write(body.subarray(inline!.length));
-    }
-    return { bodyBytes: body?.length ?? 0 };
+    const whole = body === undefined || inline!.length === body.length;
+    // All of it fits one message: it goes as the job's result, with the end.
+    const last = this.#sendHead(status, statusText, fields, inline, undefined, whole);
+    if (!whole) await this.#write(body.subarray(inline!.length));
+    return { bodyBytes: body?.length ?? 0, last };
   }
 
   #sendHead(
@@ -280,7 +281,8 @@ class ResponseSender {
     fields: string,
     body: Uint8Array | undefined,
     file: FileSlice | undefined,
-  ): void {
+    asResult = false,
+  ): ResponsePart | undefined {
     const close = this.#start.close || this.#framing === "close";
     const head = responseHead({
       status,
@@ -297,7 +299,13 @@ class ResponseSender {
       this.#bodyBytes += body.length;
     }
     this.#credit -= bytes.length;
-    this.#context.send({ type: "head", status, bytes, close, file }, [bytes.buffer]);
+    const part: ResponsePart = { type: "head", status, bytes, close, file };
+    if (asResult) {
+      this.#context.transfer([bytes.buffer]);
+      return part;
+    }
+    this.#context.send(part, [bytes.buffer]);
+    return undefined;
   }
 
   /**

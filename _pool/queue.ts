@@ -50,9 +50,9 @@ export class Queue<T> {
     return true;
   }
 
-  /** The items from front to back. */
-  *[Symbol.iterator](): IterableIterator<T> {
-    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i] as T;
+  /** The item `index` places from the front, or `undefined`. */
+  at(index: number): T | undefined {
+    return this.#items[this.#head + index];
   }
 
   /** Removes and returns every item, front first. */

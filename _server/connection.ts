@@ -189,7 +189,8 @@ export class Connection {
   #mayStart(): boolean {
     if (this.#queue.length >= this.#options.maxPipeline) return false;
     let output = 0;
-    for (const exchange of this.#queue) {
+    for (let i = 0; i < this.#queue.length; i++) {
+      const exchange = this.#queue.at(i)!;
       if (!exchange.finished) return false;
       output += exchange.buffered;
     }
@@ -333,8 +334,10 @@ export class Connection {
     const close = !head.keepAlive || ++this.#requests >= options.maxRequests;
     if (close) this.#lastRequest = true;
     const exchange = new Exchange(this.#events);
-    exchange.requestLine = head.requestLine;
-    exchange.startedAt = performance.now();
+    if (options.onResponse) {
+      exchange.requestLine = head.requestLine;
+      exchange.startedAt = performance.now();
+    }
     this.#queue.push(exchange);
     if (head.hasBody) {
       this.#receiving = exchange;
@@ -416,7 +419,8 @@ export class Connection {
         const parts: Uint8Array[] = [];
         const done: Exchange[] = [];
         const credits: [Exchange, number][] = [];
-        for (const exchange of this.#queue) {
+        for (let i = 0; i < this.#queue.length; i++) {
+          const exchange = this.#queue.at(i)!;
           if (exchange.interim !== undefined && exchange !== first) break;
           let bytes = 0;
           for (const chunk of exchange.take()) {
@@ -428,7 +432,11 @@ export class Connection {
           done.push(exchange);
           if (exchange.close || exchange.broken) break;
         }
-        if (parts.length > 0) await this.#writeParts(parts);
+        if (parts.length === 1 || (parts.length > 1 && totalOf(parts) < COALESCE_LIMIT)) {
+          await this.#writeAll(concat(parts));
+        } else if (parts.length > 0) {
+          await this.#writeParts(parts);
+        }
         // Credit only what the client took: a client that does not read
         // holds its worker's stream at one window.
         for (const [exchange, bytes] of credits) exchange.wrote(bytes);
@@ -515,6 +523,12 @@ export class Connection {
       left -= n;
     }
   }
+}
+
+function totalOf(parts: Uint8Array[]): number {
+  let total = 0;
+  for (const part of parts) total += part.length;
+  return total;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -228,6 +228,7 @@ export class Exchange {
 
   #done(end: ResponseEnd): void {
     if (this.finished) return;
+    if (end.last) this.#onPart(end.last);
     this.#counters!.requests--;
     this.bodyBytes = end.bodyBytes;
     this.workerId = end.workerId;

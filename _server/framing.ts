@@ -249,7 +249,7 @@ export class Framer {
       for (let i = valueStart; i < valueEnd; i++) {
         if (FIELD_VALUE[buf[i]] === 0) return refuse(400, "Invalid header value");
       }
-      const name = lowerAscii(buf, pos, colon);
+      const name = isomorphicDecode(buf.subarray(pos, colon)).toLowerCase();
       const value = isomorphicDecode(buf.subarray(valueStart, valueEnd));
       fields.push(name, value);
       switch (name) {
@@ -480,15 +480,6 @@ function refuse(
 
 function isDigit(b: number): boolean {
   return b >= 0x30 && b <= 0x39;
-}
-
-function lowerAscii(buf: Uint8Array, start: number, end: number): string {
-  let text = "";
-  for (let i = start; i < end; i++) {
-    const b = buf[i];
-    text += String.fromCharCode(b >= 0x41 && b <= 0x5a ? b | 0x20 : b);
-  }
-  return text;
 }
 
 /** A Content-Length value: 1 to 15 digits; -1 when invalid. */

@@ -17,12 +17,11 @@ export class Logger {
   /** @param level The quietest level still printed. */
   constructor(level: LogLevel) {
     this.#rank = LOG_LEVELS.indexOf(level);
+    this.debug = this.#rank <= 0 ? (message) => console.log(message) : undefined;
   }
 
-  /** Prints at debug level: the book's per-job lines. */
-  debug(message: string): void {
-    if (this.#rank <= 0) console.log(message);
-  }
+  /** Prints at debug level, the book's per-job lines; `undefined` above debug level. */
+  readonly debug: ((message: string) => void) | undefined;
 
   /** Prints at info level: start-up and shutdown. */
   info(message: string): void {

@@ -65,7 +65,8 @@ export class Channel<Send, Receive> {
     this.#scheduled = false;
     if (this.#frames.length === 0 && !this.#forced) return;
     const envelope: Envelope<Send> = { frames: this.#frames, seen: this.#received };
-    const transfer = this.#transfer;
+    // Frames may share a buffer (views of one slab): list each buffer once.
+    const transfer = this.#transfer.length > 1 ? [...new Set(this.#transfer)] : this.#transfer;
     this.#frames = [];
     this.#forced = false;
     if (transfer.length > 0) this.#transfer = [];

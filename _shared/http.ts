@@ -62,6 +62,9 @@ export function isomorphicDecode(bytes: Uint8Array): string {
  */
 export function isomorphicEncode(text: string, into?: Uint8Array, at = 0): Uint8Array {
   const out = into ?? new Uint8Array(text.length);
+  // Native and fast for ASCII, the usual case: one byte per unit read.
+  const { read, written } = encoder.encodeInto(text, out.subarray(at, at + text.length));
+  if (read === text.length && written === text.length) return out;
   for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
   return out;
 }

@@ -142,6 +142,11 @@ export interface ResponseEnd {
   bodyBytes: number;
   /** The worker that answered (for the access log). */
   workerId: number;
+  /**
+   * The response's last part, when it travels with the end: a response that
+   * fits one message is one frame, not two.
+   */
+  last?: ResponsePart;
 }
 
 /** Flattens any thrown value into a {@linkcode SerializedError}. */

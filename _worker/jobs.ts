@@ -27,6 +27,8 @@ export interface JobContext<Message = unknown> {
   send(message: Message, transfer?: Transferable[]): void;
   /** Tells the caller that `bytes` of its messages were consumed (flow control). */
   credit(bytes: number): void;
+  /** Moves `list` (objects inside the job's result) rather than copying them. */
+  transfer(list: Transferable[]): void;
   /** Receives the caller's messages for this job. */
   onMessage: ((message: unknown) => void) | undefined;
   /** Receives the caller's credit for this job's messages, with buffers moved back for reuse. */
@@ -88,7 +90,10 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     const init = event.data;
     if (init?.type !== "init") return;
     scope.onmessage = null;
-    const jobs = new Map<number, { context: JobContext<Message>; abort: AbortController }>();
+    const jobs = new Map<
+      number,
+      { context: JobContext<Message>; abort: (reason: unknown) => void }
+    >();
     const app: { handler?: JobHandler<Data, Result, Message> } = {};
     // Envelopes that arrive while setup() is still running wait here.
     const waiting: Envelope<ToWorker>[] = [];
@@ -115,22 +120,36 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     };
 
     const start = (fn: JobHandler<Data, Result, Message>, job: number, data: unknown) => {
-      const abort = new AbortController();
+      // Most jobs never look at their signal: make it only when asked.
+      let abort: AbortController | undefined;
+      let resultTransfer: Transferable[] | undefined;
       const context: JobContext<Message> = {
         workerId: init.workerId,
-        signal: abort.signal,
+        get signal() {
+          abort ??= new AbortController();
+          return abort.signal;
+        },
         send(message, transfer) {
           if (jobs.has(job)) channel.send({ type: "message", job, data: message }, transfer);
         },
         credit(bytes) {
           if (jobs.has(job)) channel.send({ type: "credit", job, bytes });
         },
+        transfer(list) {
+          resultTransfer = list;
+        },
         onMessage: undefined,
         onCredit: undefined,
       };
-      jobs.set(job, { context, abort });
+      jobs.set(job, {
+        context,
+        abort: (reason) => {
+          abort ??= new AbortController();
+          abort.abort(reason);
+        },
+      });
       const done = (result: Result) => {
-        if (jobs.delete(job)) channel.send({ type: "done", job, data: result });
+        if (jobs.delete(job)) channel.send({ type: "done", job, data: result }, resultTransfer);
       };
       const fail = (error: unknown) => {
         if (jobs.delete(job)) channel.send({ type: "error", job, error: serializeError(error) });
@@ -162,7 +181,7 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
             const entry = jobs.get(frame.job);
             if (entry) {
               jobs.delete(frame.job);
-              entry.abort.abort(new DOMException(frame.reason, "AbortError"));
+              entry.abort(new DOMException(frame.reason, "AbortError"));
             }
             break;
           }
