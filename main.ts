@@ -21,6 +21,8 @@ import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
 import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
 
+export type { LogLevel } from "./_server/log.ts";
+
 /** Options for {@linkcode serve}. Every limit has the default the CLI uses. */
 export interface ServeOptions {
   /**

@@ -60,6 +60,8 @@ export class WorkerPoolError extends Error {
   readonly shared: boolean;
 
   /**
+   * Makes the error; the pool does, callers only catch it.
+   *
    * @param code What went wrong.
    * @param message A sentence for people.
    * @param options The underlying cause, and whether the worker was shared.
@@ -193,9 +195,13 @@ export interface WorkerPoolStats {
 
 /** Percentiles of a recent sample, in milliseconds; 0 when empty. */
 export interface Percentiles {
+  /** The median. */
   p50: number;
+  /** The 90th percentile. */
   p90: number;
+  /** The 99th percentile. */
   p99: number;
+  /** The largest sample. */
   max: number;
 }
 
