@@ -538,9 +538,11 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     }
     for (const slot of this.#slots) {
       for (const task of slot.tasks.values()) {
+        if (!task.settled) cut++;
         this.#settle(task, error, false);
-        cut++;
       }
+      // Nothing waits for these any more: the workers go now.
+      slot.tasks.clear();
     }
     this.#maybeShutDown();
     return cut;
@@ -627,21 +629,33 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     return slot.seen >= slot.runEnvelope || slot.runEnvelope === slot.channel.sent + 1;
   }
 
-  /** Starts queued jobs on workers that can take them. */
+  /**
+   * Starts queued jobs on workers that can take them, in order. An exclusive
+   * job waiting for an idle worker does not hold up the jobs behind it; they
+   * leave the idle workers to it.
+   */
   #pump(): void {
-    while (this.#queue.length > 0) {
-      const task = this.#queue.peek()!;
-      const slot = this.#pick(task.exclusive);
-      if (slot === undefined) break;
-      this.#queue.shift();
+    let index = 0;
+    let exclusiveWaiting = false;
+    while (index < this.#queue.length) {
+      const task = this.#queue.at(index)!;
+      const slot = this.#pick(task.exclusive, exclusiveWaiting);
+      if (slot === undefined) {
+        if (!task.exclusive) break;
+        exclusiveWaiting = true;
+        index++;
+        continue;
+      }
+      if (index === 0) this.#queue.shift();
+      else this.#queue.remove(task);
       this.#assign(slot, task);
     }
     this.#maybeShutDown();
   }
 
-  /** The longest-idle worker, else the least-loaded one that can take a job. */
-  #pick(exclusive: boolean): Slot | undefined {
-    const idle = this.#idle.shift();
+  /** The longest-idle worker (unless kept for an exclusive job), else the least-loaded one that can take a job. */
+  #pick(exclusive: boolean, leaveIdle = false): Slot | undefined {
+    const idle = leaveIdle ? undefined : this.#idle.shift();
     if (idle !== undefined || exclusive) return idle;
     let best: Slot | undefined;
     for (const slot of this.#slots) {
@@ -709,6 +723,11 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       }
       const task = slot.tasks.get(frame.job);
       if (task === undefined) continue;
+      if (task.settled) {
+        // Cancelled, or past its deadline: only its end matters now.
+        if (frame.type === "done" || frame.type === "error") this.#release(slot, task);
+        continue;
+      }
       switch (frame.type) {
         case "message":
           task.answered = true;
@@ -764,9 +783,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     const slot = task.slot;
     if (slot) {
       if (slot.ready && task.startedAt > 0) {
+        // Its handler may run on for a while: it keeps its slot until the
+        // worker says it ended, so cancelled work cannot pile up on a worker.
         slot.channel.send({ type: "cancel", job: task.id, reason: describe(reason) });
+      } else {
+        this.#release(slot, task);
       }
-      this.#release(slot, task);
     } else {
       this.#queue.remove(task);
     }
@@ -822,9 +844,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   /** Rejects the jobs on a responsive worker that ran past their deadline. */
   #expire(slot: Slot, now: number): void {
     for (const task of [...slot.tasks.values()]) {
-      if (task.answered || !this.#overdue(task, now)) continue;
+      if (task.settled || task.answered || !this.#overdue(task, now)) continue;
+      // Like a cancel: the slot stays taken until the worker says the job ended.
       slot.channel.send({ type: "cancel", job: task.id, reason: "deadline" });
-      this.#release(slot, task);
       this.#settle(
         task,
         new WorkerPoolError(
@@ -855,7 +877,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       let overdue = now - slot.lastHeard > timeout;
       for (const task of slot.tasks.values()) {
         if (overdue) break;
-        overdue = !task.answered && this.#overdue(task, now);
+        overdue = !task.settled && !task.answered && this.#overdue(task, now);
       }
       if (overdue) {
         slot.channel.send({ type: "ping" });

@@ -119,14 +119,13 @@ function bodyStream(context: JobContext<ResponsePart>): ReadableStream<Uint8Arra
     if (part.end) ended = true;
     wake?.();
   };
+  // One listener for the request's life, not one per wait.
+  context.signal.addEventListener("abort", () => wake?.(), { once: true });
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       while (queue.length === 0 && !ended) {
         if (context.signal.aborted) throw context.signal.reason;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          context.signal.addEventListener("abort", () => resolve(), { once: true });
-        });
+        await new Promise<void>((resolve) => wake = resolve);
         wake = undefined;
       }
       const chunk = queue.shift();
@@ -159,6 +158,7 @@ class ResponseSender {
   /** Buffers for body frames, moved back by the main thread once written. */
   #free: ArrayBuffer[] = [];
   #bufferSize: number;
+  #listening = false;
 
   constructor(context: JobContext<ResponsePart>, start: RequestStart, window: number) {
     this.#context = context;
@@ -241,6 +241,10 @@ class ResponseSender {
     this.#framing = this.#start.minor === 0 ? "close" : "chunked";
     this.#sendHead(status, statusText, fields, undefined, undefined);
     const signal = this.#context.signal;
+    // The client left or the deadline passed: stop the handler's stream, even
+    // in the middle of a read that may never end on its own.
+    const stop = () => void reader.cancel(signal.reason).catch(() => {});
+    signal.addEventListener("abort", stop, { once: true });
     try {
       if (held) await this.#write(held);
       while (!signal.aborted) {
@@ -250,7 +254,7 @@ class ResponseSender {
         await this.#write(bytesOf(result.value));
       }
     } finally {
-      if (signal.aborted) await reader.cancel(signal.reason).catch(() => {});
+      signal.removeEventListener("abort", stop);
     }
     if (this.#framing === "chunked" && !signal.aborted) {
       this.#context.send({ type: "data", bytes: LAST_CHUNK.slice() });
@@ -336,11 +340,13 @@ class ResponseSender {
     const signal = this.#context.signal;
     let offset = 0;
     while (offset < data.length && !signal.aborted) {
+      if (!this.#listening) {
+        // One listener for the response's life, not one per wait.
+        this.#listening = true;
+        signal.addEventListener("abort", () => this.#wake?.(), { once: true });
+      }
       while (this.#credit <= 0 && !signal.aborted) {
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          signal.addEventListener("abort", () => resolve(), { once: true });
-        });
+        await new Promise<void>((resolve) => this.#wake = resolve);
         this.#wake = undefined;
       }
       if (signal.aborted) return;

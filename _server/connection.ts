@@ -143,6 +143,11 @@ export class Connection {
 
   /** Stops taking requests; closes now if idle, else once owed responses are written. */
   drain(): void {
+    if (this.#receiving !== undefined) {
+      // A body is arriving: take the rest of it, then stop.
+      this.#lastRequest = true;
+      return;
+    }
     this.#stopReading();
     if (this.#queue.length === 0 && !this.#writing) this.close();
   }
@@ -282,6 +287,7 @@ export class Connection {
         this.#start = this.#end;
         this.#reading = false;
         this.#readDeadline = Infinity;
+        if (this.#queue.length === 0 && !this.#writing) this.close();
         break;
       }
       const event = framer.next(this.#buf, this.#start, this.#end);
@@ -382,12 +388,21 @@ export class Connection {
   /** Answers a request the framer refused, and closes after it. */
   #refuse(status: number, message: string): void {
     this.#stopReading();
-    this.#receiving?.cancel();
+    const receiving = this.#receiving;
     this.#receiving = undefined;
+    if (receiving?.responseStarted) {
+      // Its response has begun: an answer now would land inside it. Write
+      // what it has and close.
+      receiving.abandon();
+      return;
+    }
+    // Queue the answer first: dropping the refused request may let the
+    // writer move on at once, and it must find the answer there.
     const exchange = new Exchange(this.#events);
     exchange.startedAt = performance.now();
     this.#queue.push(exchange);
     exchange.answer(plainResponse(status, message, { close: true }), status, true);
+    receiving?.cancel();
   }
 
   #events = {

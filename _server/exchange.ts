@@ -92,6 +92,27 @@ export class Exchange {
     return this.#job !== undefined && !this.finished && this.#inFlight >= REQUEST_WINDOW;
   }
 
+  /** Whether part of the response has come from the worker but not all of it. */
+  get responseStarted(): boolean {
+    return this.#headSeen && !this.finished;
+  }
+
+  /**
+   * Gives up on a response that has begun: its work stops, what arrived is
+   * still written, and then the connection closes.
+   */
+  abandon(): void {
+    if (this.finished) return;
+    if (this.#job !== undefined) {
+      this.#counters!.requests--;
+      this.#job.cancel(new DOMException("The request could not be completed", "AbortError"));
+    }
+    this.#cancelled = true;
+    this.broken = true;
+    this.finished = true;
+    this.#events.onReady(this);
+  }
+
   /** Answers from the main thread: `bytes` is the whole response. */
   answer(bytes: Uint8Array, status: number, close: boolean, bodyBytes = 0): void {
     if (this.finished) return;
@@ -257,7 +278,8 @@ export class Exchange {
       !this.#replayed && this.#replay !== undefined
     ) {
       this.#replayed = true;
-      this.#inFlight = 0;
+      // The replay sends the kept body again; the new worker credits it.
+      this.#inFlight = this.#replayBytes;
       this.#submit(true);
       return;
     }

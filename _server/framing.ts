@@ -226,6 +226,7 @@ export class Framer {
     let hosts = 0;
     let contentLength = -1;
     let transferEncoding = "";
+    let sawTransferEncoding = false;
     let connection = "";
     let expectContinue = false;
     let pos = lineEnd + 2;
@@ -264,7 +265,8 @@ export class Framer {
           break;
         }
         case "transfer-encoding":
-          transferEncoding += (transferEncoding === "" ? "" : ",") + value.toLowerCase();
+          transferEncoding += (sawTransferEncoding ? "," : "") + value.toLowerCase();
+          sawTransferEncoding = true;
           break;
         case "connection":
           connection += "," + value.toLowerCase();
@@ -278,7 +280,8 @@ export class Framer {
 
     // Framing first: it decides where the next request starts.
     let hasBody = false;
-    if (transferEncoding !== "") {
+    // Present at all, even empty, it decides the framing: an empty value is refused below.
+    if (sawTransferEncoding) {
       if (contentLength !== -1) return refuse(400, "Both Content-Length and Transfer-Encoding");
       if (minor === 0) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
       const codings = transferEncoding.split(",").map((coding) => coding.trim());

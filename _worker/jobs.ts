@@ -177,14 +177,10 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
           case "credit":
             jobs.get(frame.job)?.context.onCredit?.(frame.bytes, frame.buffers ?? []);
             break;
-          case "cancel": {
-            const entry = jobs.get(frame.job);
-            if (entry) {
-              jobs.delete(frame.job);
-              entry.abort(new DOMException(frame.reason, "AbortError"));
-            }
+          case "cancel":
+            // The job stays until it ends, so the pool learns when its slot is free.
+            jobs.get(frame.job)?.abort(new DOMException(frame.reason, "AbortError"));
             break;
-          }
           case "ping":
             channel.acknowledge();
             break;

@@ -63,6 +63,11 @@ const CASES: Case[] = [
   ok("Content-Length with surrounding whitespace", post("Content-Length:  1 \r\n", "x"), 405),
   ok("Content-Length: 0", post("Content-Length: 0\r\n", ""), 405),
   bad("Transfer-Encoding gzip alone", post("Transfer-Encoding: gzip\r\n", "")),
+  bad("empty Transfer-Encoding", post("Transfer-Encoding: \r\n", "")),
+  bad(
+    "empty Transfer-Encoding beside Content-Length",
+    post("Transfer-Encoding: \r\nContent-Length: 3\r\n", "abc"),
+  ),
   bad("chunked not last", post("Transfer-Encoding: chunked, gzip\r\n", "")),
   bad("identity coding", post("Transfer-Encoding: identity\r\n", "")),
   bad("chunked twice", post("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n")),

@@ -252,3 +252,29 @@ Deno.test("WorkerPool holds messages for a job until it starts, then delivers th
   assert.equal(await job.result, 3);
   assert.deepEqual(replies, [1, 2, 3]);
 });
+
+Deno.test("WorkerPool keeps a cancelled job's slot until its handler ends, so cancelled work cannot pile up", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 1 });
+  await pool.run({ op: "echo", value: "warm" });
+  const controller = new AbortController();
+  // A sleep that ignores its signal: the work goes on after the cancel.
+  const cancelled = pool.run({ op: "sleep", ms: 300 }, [], { signal: controller.signal });
+  await until(() => pool.stats().running === 1);
+  controller.abort(new Error("gone"));
+  await assert.rejects(cancelled, /gone/);
+  const next = pool.run({ op: "echo", value: "after" });
+  assert.equal(pool.stats().queued, 1, "the slot is still taken");
+  assert.equal(pool.stats().running, 1);
+  assert.equal(await next, "after");
+});
+
+Deno.test("WorkerPool.terminate() stops a spinning job's worker, so close() resolves", async () => {
+  const pool = faultPool({ size: 1 });
+  await pool.run({ op: "echo", value: "warm" });
+  const spinning = pool.run({ op: "spin" }).catch((error) => error);
+  await until(() => pool.stats().running === 1);
+  assert.equal(pool.terminate(), 1);
+  assert.ok((await spinning) instanceof WorkerPoolError);
+  await pool.close();
+  assert.deepEqual([pool.stats().running, pool.stats().busy], [0, 0]);
+});

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
 import { until } from "./_process.ts";
-import { dechunk, exchange } from "./_http_client.ts";
+import { dechunk, exchange, readResponses as readResponsesOf } from "./_http_client.ts";
 
 const HANDLER = new URL("./fixtures/stream_handler.ts", import.meta.url);
 const ROOT = new URL("../static/", import.meta.url).pathname;
@@ -260,4 +260,64 @@ Deno.test("GET / on a fresh connection is answered by a worker while the other i
   assert.equal(responses[0].status, 200);
   assert.equal(slept, false);
   await sleeping;
+});
+
+Deno.test("a client that leaves during a silent stream cancels the handler's stream", async () => {
+  await using server = await start();
+  const conn = await Deno.connect({ port: server.addr.port });
+  await conn.write(encoder.encode("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n"));
+  await readUntil(conn, contains("tick"));
+  conn.close();
+  let cancelled = "0";
+  const deadline = Date.now() + 5000;
+  while (cancelled === "0" && Date.now() < deadline) {
+    cancelled = await text(new URL("/cancelled", server.url));
+  }
+  assert.equal(cancelled, "1");
+});
+
+Deno.test("a malformed body after its response began cuts the connection, with no status spliced in", async () => {
+  await using server = await start();
+  const conn = await Deno.connect({ port: server.addr.port });
+  try {
+    await conn.write(
+      encoder.encode(
+        "POST /echo-stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n",
+      ),
+    );
+    const early = await readUntil(conn, contains("one"));
+    await conn.write(encoder.encode("zz\r\n"));
+    let all = early;
+    try {
+      all = await readUntil(conn, () => false, early, 5000);
+    } catch (error) {
+      assert.match((error as Error).message, /^closed early/);
+    }
+    assert.equal(decoder.decode(all).match(/HTTP\/1\.1 /g)?.length, 1, "one status line only");
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("Server.close() waits for a body still arriving, answers it, and closes cleanly", async () => {
+  const server = await serve({
+    port: 0,
+    workers: 1,
+    handler: new URL("./fixtures/fault_handler.ts", import.meta.url),
+    logLevel: "error",
+  });
+  const conn = await Deno.connect({ port: server.addr.port });
+  try {
+    await conn.write(
+      encoder.encode("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc"),
+    );
+    await until(() => server.stats().running === 1);
+    const closing = server.close();
+    await conn.write(encoder.encode("def"));
+    const { responses } = await readResponsesOf(conn);
+    assert.deepEqual(responses.map((r) => [r.status, r.body]), [[200, "abcdef"]]);
+    assert.deepEqual(await closing, { cut: 0 });
+  } finally {
+    conn.close();
+  }
 });
