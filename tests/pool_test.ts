@@ -278,3 +278,19 @@ Deno.test("WorkerPool.terminate() stops a spinning job's worker, so close() reso
   await pool.close();
   assert.deepEqual([pool.stats().running, pool.stats().busy], [0, 0]);
 });
+
+Deno.test("WorkerPool: an exclusive job waiting for an idle worker does not hold up the jobs behind it", async () => {
+  await using pool = faultPool({ size: 2, concurrency: 4 });
+  const controller = new AbortController();
+  // Both workers busy (awaiting), so none is idle for the exclusive job.
+  const busy = [0, 1].map(() =>
+    pool.run({ op: "signal" }, [], { signal: controller.signal }).catch(() => "stopped")
+  );
+  await until(() => pool.stats().running === 2 && pool.stats().idle === 0);
+  const exclusive = pool.run({ op: "echo", value: "alone" }, [], { exclusive: true });
+  assert.equal(await pool.run({ op: "echo", value: "behind it" }), "behind it");
+  assert.equal(pool.stats().queued, 1, "the exclusive job still waits");
+  controller.abort(new Error("done"));
+  assert.equal(await exclusive, "alone");
+  await Promise.all(busy);
+});
