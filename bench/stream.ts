@@ -671,6 +671,35 @@ async function holdAttack(
   return after.start;
 }
 
+/**
+ * Pipelines `repeat` copies of `request` on each of `count` connections that
+ * never read, holds them for `holdMs`, and reports the server's peak RSS
+ * against 150 MB.
+ */
+async function pipelineAttack(
+  server: Server,
+  report: Reporter,
+  request: string,
+  repeat: number,
+  count: number,
+  holdMs: number,
+): Promise<void> {
+  const sampler = await RssSampler.start(server.pid);
+  try {
+    const bytes = encoder.encode(request.repeat(repeat));
+    const conns = await Promise.all(Array.from({ length: count }, () => connect(server)));
+    await Promise.all(conns.map((conn) => writeAll(conn, bytes)));
+    const after = await holdAttack(server, sampler, conns, holdMs);
+    report.figure(
+      "rss",
+      `${sampler.describe()}; ${fmtMB(after)} 1 s after the clients closed`,
+      sampler.peak < 150 * MB,
+    );
+  } finally {
+    await sampler.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Scenarios
 
@@ -812,21 +841,8 @@ const scenarios: Scenario[] = [
       const server = await start(["--root", dir]);
       const warm = await get(server, "/big.bin", signal);
       if (warm.status !== 200) throw new Error(`GET /big.bin: ${warm.status}`);
-      const sampler = await RssSampler.start(server.pid);
-      try {
-        const request = "GET /big.bin HTTP/1.1\r\nHost: bench\r\n\r\n";
-        const bytes = encoder.encode(request.repeat(150));
-        const conns = await Promise.all(Array.from({ length: 10 }, () => connect(server)));
-        await Promise.all(conns.map((conn) => writeAll(conn, bytes)));
-        const after = await holdAttack(server, sampler, conns, QUICK ? 5000 : 12_000);
-        report.figure(
-          "rss",
-          `${sampler.describe()}; ${fmtMB(after)} 1 s after the clients closed`,
-          sampler.peak < 150 * MB,
-        );
-      } finally {
-        await sampler.stop();
-      }
+      const request = "GET /big.bin HTTP/1.1\r\nHost: bench\r\n\r\n";
+      await pipelineAttack(server, report, request, 150, 10, QUICK ? 5000 : 12_000);
     },
   },
   ...(["blob", "bytes"] as const).map((route): Scenario => ({
@@ -844,20 +860,8 @@ const scenarios: Scenario[] = [
       const server = await start();
       const path = `/${route}?size=${10 * MiB}`;
       await get(server, path, signal);
-      const sampler = await RssSampler.start(server.pid);
-      try {
-        const bytes = encoder.encode(`GET ${path} HTTP/1.1\r\nHost: bench\r\n\r\n`.repeat(200));
-        const conns = await Promise.all(Array.from({ length: 4 }, () => connect(server)));
-        await Promise.all(conns.map((conn) => writeAll(conn, bytes)));
-        const after = await holdAttack(server, sampler, conns, QUICK ? 6000 : 16_000);
-        report.figure(
-          "rss",
-          `${sampler.describe()}; ${fmtMB(after)} 1 s after the clients closed`,
-          sampler.peak < 150 * MB,
-        );
-      } finally {
-        await sampler.stop();
-      }
+      const request = `GET ${path} HTTP/1.1\r\nHost: bench\r\n\r\n`;
+      await pipelineAttack(server, report, request, 200, 4, QUICK ? 6000 : 16_000);
     },
   })),
   ...(["content-length", "chunked"] as const).map((framing): Scenario => ({

@@ -49,6 +49,17 @@ async function readUntil(
 
 const contains = (needle: string) => (bytes: Uint8Array) => decoder.decode(bytes).includes(needle);
 
+/** Starts a chunked upload to /echo-stream and waits for its first chunk's echo. */
+async function startEchoUpload(conn: Deno.Conn): Promise<Uint8Array> {
+  await conn.write(
+    encoder.encode(
+      "POST /echo-stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n",
+    ),
+  );
+  // The handler echoes what it has read so far, while the upload is open.
+  return await readUntil(conn, contains("one"));
+}
+
 /** Reads on from `already` until the chunked response is complete; returns its body. */
 async function readChunkedBody(conn: Deno.Conn, already: Uint8Array): Promise<string> {
   const bodyStart = (bytes: Uint8Array) => decoder.decode(bytes).indexOf("\r\n\r\n") + 4;
@@ -81,13 +92,7 @@ Deno.test("an upload reaches the handler as a stream: its echo arrives before th
   await using server = await start();
   const conn = await Deno.connect({ port: server.addr.port });
   try {
-    await conn.write(
-      encoder.encode(
-        "POST /echo-stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n",
-      ),
-    );
-    // The handler echoes what it has read so far, while the upload is open.
-    const early = await readUntil(conn, contains("one"));
+    const early = await startEchoUpload(conn);
     await conn.write(encoder.encode("3\r\ntwo\r\n0\r\n\r\n"));
     assert.equal(await readChunkedBody(conn, early), "onetwo");
   } finally {
@@ -280,12 +285,7 @@ Deno.test("a malformed body after its response began cuts the connection, with n
   await using server = await start();
   const conn = await Deno.connect({ port: server.addr.port });
   try {
-    await conn.write(
-      encoder.encode(
-        "POST /echo-stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n",
-      ),
-    );
-    const early = await readUntil(conn, contains("one"));
+    const early = await startEchoUpload(conn);
     await conn.write(encoder.encode("zz\r\n"));
     let all = early;
     try {
