@@ -827,7 +827,7 @@ const scenarios: Scenario[] = [
         target: "peak RSS < 150 MB",
       },
     },
-    async run({ server: start, connect, defer, report, signal }) {
+    async run({ server: start, defer, report, signal }) {
       const mktemp = await new Deno.Command("mktemp", { args: ["-d"], stdout: "piped" }).output();
       const dir = decoder.decode(mktemp.stdout).trim();
       if (!mktemp.success || !dir.startsWith("/")) throw new Error("mktemp -d failed");
@@ -856,7 +856,7 @@ const scenarios: Scenario[] = [
         target: "peak RSS < 150 MB",
       },
     },
-    async run({ server: start, connect, report, signal }) {
+    async run({ server: start, report, signal }) {
       const server = await start();
       const path = `/${route}?size=${10 * MiB}`;
       await get(server, path, signal);
@@ -873,7 +873,7 @@ const scenarios: Scenario[] = [
         target: "peak RSS < 150 MB",
       },
     },
-    async run({ server: start, connect, report, signal }) {
+    async run({ server: start, report, signal }) {
       const server = await start();
       const warm = await get(server, "/upload", signal, { method: "POST", body: "x".repeat(1000) });
       if (warm.text.trim() !== "1000") throw new Error(`warm-up upload: ${warm.text}`);
