@@ -131,14 +131,17 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     if (info.isDirectory) {
       if (!encoded.endsWith("/")) {
         const query = queryAt === -1 ? "" : rawPath.slice(queryAt);
+        // One leading slash: `//sub/` would be a protocol-relative URL, another host.
+        const path = encoded.replace(/^\/+/, "/");
         return new Response(null, {
           status: 301,
-          headers: { location: `${encoded}/${query}`, "content-length": "0" },
+          headers: { location: `${path}/${query}`, "content-length": "0" },
         });
       }
       return resolve(`${encoded}index.html`);
     }
-    if (!info.isFile) return plain(404, "Not Found");
+    // A file is not a directory: `/hello.html/` names nothing (nginx agrees).
+    if (!info.isFile || encoded.endsWith("/")) return plain(404, "Not Found");
     return { realPath, info };
   }
 
@@ -162,6 +165,9 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     };
     const isHead = request.method === "HEAD";
 
+    if (preconditionFails(request.headers, mtime)) {
+      return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
+    }
     if (isNotModified(request.headers, etag, mtime)) {
       return new Response(null, { status: 304, headers: { etag, "last-modified": lastModified } });
     }
@@ -301,12 +307,35 @@ function isNotModified(headers: Headers, etag: string, mtime: number): boolean {
     const opaque = etag.replace(/^W\//, "");
     return ifNoneMatch.split(",").some((tag) => tag.trim().replace(/^W\//, "") === opaque);
   }
-  const since = headers.get("if-modified-since");
-  if (since !== null) {
-    const date = Date.parse(since);
-    if (!Number.isNaN(date)) return Math.floor(mtime / 1000) * 1000 <= date;
-  }
-  return false;
+  const date = httpDate(headers.get("if-modified-since"));
+  return date !== undefined && Math.floor(mtime / 1000) * 1000 <= date;
+}
+
+/**
+ * RFC 9110 §13.1.1 and §13.1.4: `If-Match` needs a strong match, which weak
+ * ETags never give (only `*` passes); `If-Unmodified-Since` fails once the
+ * file changed after the date. Either failing means 412.
+ */
+function preconditionFails(headers: Headers, mtime: number): boolean {
+  const ifMatch = headers.get("if-match");
+  if (ifMatch !== null) return ifMatch.trim() !== "*";
+  const date = httpDate(headers.get("if-unmodified-since"));
+  return date !== undefined && Math.floor(mtime / 1000) * 1000 > date;
+}
+
+const MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
+/** IMF-fixdate, and the two obsolete forms recipients must accept (RFC 9110 §5.6.7). */
+const HTTP_DATE = new RegExp(
+  `^(?:[A-Z][a-z]{2}, \\d{2} ${MONTH} \\d{4} \\d{2}:\\d{2}:\\d{2} GMT` +
+    `|[A-Z][a-z]{5,8}, \\d{2}-${MONTH}-\\d{2} \\d{2}:\\d{2}:\\d{2} GMT` +
+    `|[A-Z][a-z]{2} ${MONTH} [ \\d]\\d \\d{2}:\\d{2}:\\d{2} \\d{4})$`,
+);
+
+/** The time of an HTTP-date, or `undefined` for anything else (which is then ignored). */
+function httpDate(value: string | null): number | undefined {
+  if (value === null || !HTTP_DATE.test(value.trim())) return undefined;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? undefined : time;
 }
 
 /**
@@ -326,6 +355,8 @@ function parseRange(
   if (ifRange !== null && ifRange.trim() !== lastModified) return undefined;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (match === null || (match[1] === "" && match[2] === "")) return undefined;
+  // Nothing in an empty file can be selected (RFC 9110 §14.1.1).
+  if (size === 0) return "unsatisfiable";
   if (match[1] === "") {
     const suffix = Number(match[2]);
     if (suffix === 0) return "unsatisfiable";

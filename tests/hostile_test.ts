@@ -260,6 +260,35 @@ const CASES: Case[] = [
   ok("directory without a slash redirects", get("/sub"), 301),
   ok("directory with a slash serves index.html", get("/sub/")),
   ok("query string is not part of the file name", get("/hello.html?x=1")),
+  ok("a file path with a trailing slash names nothing", get("/hello.html/"), 404),
+  ok("a file path with a trailing /. names nothing", get("/hello.html/."), 404),
+
+  // Validators and ranges (RFC 9110 §13, §14).
+  ok(
+    "a suffix range of an empty file is unsatisfiable",
+    get("/empty.txt", "Range: bytes=-5\r\n"),
+    416,
+  ),
+  ok(
+    "If-Modified-Since that is not an HTTP-date is ignored",
+    get("/", "If-Modified-Since: 3000\r\n"),
+  ),
+  ok(
+    "If-Modified-Since as an obsolete asctime date is honoured",
+    get("/", "If-Modified-Since: Fri Jan  1 00:00:00 2100\r\n"),
+    304,
+  ),
+  ok("If-Match that matches nothing gets 412", get("/", 'If-Match: "nope"\r\n'), 412),
+  ok("If-Match: * passes", get("/", "If-Match: *\r\n")),
+  ok(
+    "If-Unmodified-Since before the file changed gets 412",
+    get("/", "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n"),
+    412,
+  ),
+  ok(
+    "If-Unmodified-Since after the file changed passes",
+    get("/", "If-Unmodified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n"),
+  ),
 ];
 
 async function makeRoot(): Promise<{ root: string; cleanup(): Promise<void> }> {
@@ -267,6 +296,7 @@ async function makeRoot(): Promise<{ root: string; cleanup(): Promise<void> }> {
   const outside = await Deno.makeTempDir({ prefix: "brigade-outside-" });
   await Deno.writeTextFile(`${root}/hello.html`, "<h1>Hello!</h1>\n");
   await Deno.writeTextFile(`${root}/404.html`, "<h1>Oops!</h1>\n");
+  await Deno.writeTextFile(`${root}/empty.txt`, "");
   await Deno.writeTextFile(`${root}/.secret`, "hidden\n");
   await Deno.mkdir(`${root}/sub`);
   await Deno.writeTextFile(`${root}/sub/index.html`, "<h1>sub</h1>\n");

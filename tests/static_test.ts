@@ -125,6 +125,10 @@ Deno.test("a directory serves its index.html, and redirects to add the slash", a
   assert.deepEqual([index.status, new TextDecoder().decode(index.body)], [200, "<p>docs</p>"]);
   const bare = await get(new URL("/empty-dir/", site.server.url));
   assert.equal(bare.status, 404);
+  // Extra leading slashes never make a protocol-relative redirect to another host.
+  const doubled = await exchange(site.server.addr.port, "GET //docs HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(doubled.responses[0].status, 301);
+  assert.equal(doubled.responses[0].headers.get("location"), "/docs/");
 });
 
 Deno.test("a file larger than the in-memory limit is streamed whole and by range", async () => {
