@@ -14,7 +14,13 @@
  */
 
 import { Exchange, type ExchangeCounters, type HttpPool } from "./exchange.ts";
-import { Framer, type FramingLimits, isUnservableMethod, type RequestHead } from "./framing.ts";
+import {
+  Framer,
+  type FramingLimits,
+  isUnservableMethod,
+  loggedRequestLine,
+  type RequestHead,
+} from "./framing.ts";
 import { plainResponse, textResponse } from "../_shared/http.ts";
 import type { RequestStart } from "../_shared/protocol.ts";
 import { Queue } from "../_pool/queue.ts";
@@ -400,6 +406,11 @@ export class Connection {
     // writer move on at once, and it must find the answer there.
     const exchange = new Exchange(this.#events);
     exchange.startedAt = performance.now();
+    if (this.#options.onResponse) {
+      // What the client sent, as far as it makes a line, for the log.
+      exchange.requestLine = receiving?.requestLine ||
+        loggedRequestLine(this.#buf, this.#start, this.#end);
+    }
     this.#queue.push(exchange);
     exchange.answer(plainResponse(status, message, { close: true }), status, true);
     receiving?.cancel();

@@ -197,9 +197,11 @@ export class Framer {
         }
         if (lf + 1 - lineStart > limits.maxRequestLine) return refuse(414, "Request line too long");
       } else if (empty) {
-        this.consumed = lf + 1 - start;
         const headStart = start + this.#scanned0(buf, start);
-        return this.#parse(buf, headStart, lf - 1);
+        const event = this.#parse(buf, headStart, lf - 1);
+        // A refused head stays in the buffer: its line goes to the log.
+        this.consumed = event.type === "error" ? 0 : lf + 1 - start;
+        return event;
       }
       this.#lines++;
       lineStart = lf + 1;

@@ -39,6 +39,23 @@ export class Logger {
   }
 }
 
+/**
+ * Escapes a client-controlled log field as nginx does: control bytes, DEL,
+ * bytes above 0x7e, `"` and `\` become `\xHH`, so a request line can neither
+ * drive a terminal nor break the line's fields.
+ */
+export function escapeLogField(text: string): string {
+  let out = "";
+  let plain = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c) continue;
+    out += text.slice(plain, i) + "\\x" + c.toString(16).toUpperCase().padStart(2, "0");
+    plain = i + 1;
+  }
+  return plain === 0 ? text : out + text.slice(plain);
+}
+
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const encoder = new TextEncoder();
 
@@ -68,7 +85,7 @@ export class AccessLog {
   ): void {
     const worker = workerId < 0 ? "main" : `w${workerId}`;
     this.#lines.push(
-      `${remote} - - [${this.#now()}] "${requestLine}" ${status} ${bytes} ${
+      `${remote} - - [${this.#now()}] "${escapeLogField(requestLine)}" ${status} ${bytes} ${
         ms.toFixed(2)
       }ms ${worker}\n`,
     );

@@ -179,12 +179,19 @@ Deno.test("the access log has one Common Log Format line per request with status
       accessLog: true,
     });
     await exchange(server.addr.port, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Refused on the main thread: logged with its line, escaped, and its own duration.
+    await exchange(server.addr.port, 'GET /\x1b[31m"x HTTP/1.1\r\nHost: x\r\n\r\n', {
+      awaitClose: true,
+    });
   } finally {
     Deno.stdout.writeSync = write;
   }
-  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.equal(lines.length, 2, lines.join("\n"));
   assert.match(
     lines[0],
     /^127\.0\.0\.1 - - \[\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/nope HTTP\/1\.1" 404 \d+ [\d.]+ms w0$/,
   );
+  assert.match(lines[1], / "GET \/\\x1B\[31m\\x22x HTTP\/1\.1" 400 0 (\d+\.\d+)ms main$/);
+  const ms = Number(/ ([\d.]+)ms main$/.exec(lines[1])![1]);
+  assert.ok(ms < 60_000, `a duration, not the server's uptime: ${ms}`);
 });
