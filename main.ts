@@ -359,7 +359,7 @@ export class Server {
         conn.close();
         return;
       }
-      if (this.#connections.size >= this.#maxConnections) {
+      if (this.#connections.size >= this.#maxConnections && !this.#evictIdle()) {
         this.#refuse(conn);
         continue;
       }
@@ -378,6 +378,20 @@ export class Server {
     this.#connections.delete(connection);
     if (this.#closed && this.#connections.size === 0) this.#allClosed?.();
   };
+
+  /**
+   * Closes the longest-idle keep-alive connection to make room; returns
+   * whether there was one. Idle connections cost a socket and nothing else,
+   * so they yield to a client with a request.
+   */
+  #evictIdle(): boolean {
+    let oldest: Connection | undefined;
+    for (const connection of this.#connections) {
+      if (connection.idleSince < (oldest?.idleSince ?? Infinity)) oldest = connection;
+    }
+    oldest?.close();
+    return oldest !== undefined;
+  }
 
   #refuse(conn: Deno.TcpConn): void {
     const bytes = plainResponse(503, "Too many connections", {

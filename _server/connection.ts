@@ -95,6 +95,7 @@ export class Connection {
   #resumeReading: (() => void) | undefined;
 
   #phase = Phase.Idle;
+  #idleSince = 0;
   #readDeadline = Infinity;
   #writeDeadline = Infinity;
 
@@ -184,7 +185,17 @@ export class Connection {
 
   #setIdle(): void {
     this.#phase = Phase.Idle;
-    this.#readDeadline = this.#options.clock.now + this.#options.idleTimeout;
+    this.#idleSince = this.#options.clock.now;
+    this.#readDeadline = this.#idleSince + this.#options.idleTimeout;
+  }
+
+  /**
+   * When the connection became idle (nothing owed, nothing partial), or
+   * `Infinity` while it is not: the server closes the longest-idle one to
+   * admit a newcomer when it is full.
+   */
+  get idleSince(): number {
+    return this.#phase === Phase.Idle && !this.#closed ? this.#idleSince : Infinity;
   }
 
   /** Whether to read more bytes from the socket: room to hold them, and no body waiting for credit. */

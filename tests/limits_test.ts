@@ -54,10 +54,12 @@ Deno.test("the last of --max-requests responses says connection: close", async (
   assert.equal(closed, true);
 });
 
-Deno.test("connections beyond --max-connections get 503 and are closed at once", async () => {
+Deno.test("connections beyond --max-connections get 503 when none is idle", async () => {
   await using server = await start({ maxConnections: 2 });
+  // Both held connections have a head under way: neither is idle.
   const held = await Promise.all([1, 2].map(() => Deno.connect({ port: server.addr.port })));
   try {
+    await Promise.all(held.map((conn) => conn.write(encoder.encode("GET / HTTP/1.1\r\n"))));
     await until(() => server.connections === 2);
     const { responses, closed } = await exchange(server.addr.port, GET, { awaitClose: true });
     assert.deepEqual(responses.map((r) => r.status), [503]);
@@ -69,6 +71,26 @@ Deno.test("connections beyond --max-connections get 503 and are closed at once",
   await until(() => server.connections === 0);
   const ok = await exchange(server.addr.port, GET);
   assert.deepEqual(ok.responses.map((r) => r.status), [200]);
+});
+
+Deno.test("a full --max-connections closes the longest-idle keep-alive connection to admit a newcomer", async () => {
+  await using server = await start({ maxConnections: 2 });
+  const idle = await Promise.all([1, 2].map(() => Deno.connect({ port: server.addr.port })));
+  try {
+    // Each serves one request and then sits idle, kept alive.
+    for (const conn of idle) {
+      await conn.write(encoder.encode(GET));
+      assert.deepEqual((await readResponses(conn)).responses.map((r) => r.status), [200]);
+    }
+    await until(() => server.connections === 2);
+    const { responses } = await exchange(server.addr.port, GET);
+    assert.deepEqual(responses.map((r) => r.status), [200]);
+    // The first of the two idle connections was closed to make room.
+    const first = await readResponses(idle[0], { awaitClose: true, responses: 0 });
+    assert.equal(first.closed, true);
+  } finally {
+    for (const conn of idle) conn.close();
+  }
 });
 
 Deno.test("slow clients dribbling headers never occupy a worker", async () => {
