@@ -229,3 +229,22 @@ Deno.test("WorkerPool.run() fails only the job of a worker that calls self.close
   assert.equal(error.code, "worker-exited");
   assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
 });
+
+Deno.test("requests pipelined behind one that ends the connection never run", async () => {
+  await using server = await start();
+  const hit = "POST /hit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+  for (
+    const first of [
+      "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "GET /ok HTTP/1.0\r\n\r\n",
+      "GET /ok HTTP/1.1\r\nHost: a b\r\n\r\n",
+      "GET /ok HTTP/2.0\r\nHost: x\r\n\r\n",
+    ]
+  ) {
+    const { closed } = await exchange(server.addr.port, first + hit + hit + hit, {
+      awaitClose: true,
+    });
+    assert.equal(closed, true);
+  }
+  assert.equal((await status(new URL("/hits", server.url))).body, "0");
+});

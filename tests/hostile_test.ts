@@ -130,6 +130,18 @@ const CASES: Case[] = [
   bad("Host with a bad port", `GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n`),
   ok("Host with a port", `GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n`),
   ok("IPv6 Host", `GET / HTTP/1.1\r\nHost: [::1]:7878\r\n\r\n`),
+  // Hosts that URL parsing would refuse are refused here, not answered with a 500.
+  bad("Host 1.2.3.4.5", `GET / HTTP/1.1\r\nHost: 1.2.3.4.5\r\n\r\n`),
+  bad("Host 999999999999", `GET / HTTP/1.1\r\nHost: 999999999999\r\n\r\n`),
+  bad("Host with a port over 65535", `GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n`),
+  bad("Host %", `GET / HTTP/1.1\r\nHost: %\r\n\r\n`),
+  bad("Host with only a port", `GET / HTTP/1.1\r\nHost: :80\r\n\r\n`),
+  bad("Host with an encoded NUL", `GET / HTTP/1.1\r\nHost: a%00b\r\n\r\n`),
+  bad("absolute-form with a port over 65535", `GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n`),
+  bad(
+    "an invalid head with a large body is refused at once, unread",
+    `POST / HTTP/1.1\r\nHost: a b\r\nContent-Length: 1000000\r\n\r\n`,
+  ),
   { name: "HTTP/1.0 without Host", send: "GET / HTTP/1.0\r\n\r\n", expect: [200], close: true },
 
   // Request line (RFC 9112 §3).
@@ -166,6 +178,9 @@ const CASES: Case[] = [
   ok("DELETE gets 405", `DELETE / HTTP/1.1\r\n${H}\r\n`, 405),
   ok("PUT gets 405", `PUT / HTTP/1.1\r\n${H}Content-Length: 1\r\n\r\nx`, 405),
   ok("unknown method gets 501", `BREW / HTTP/1.1\r\n${H}\r\n`, 501),
+  ok("TRACE gets 501", `TRACE / HTTP/1.1\r\n${H}\r\n`, 501),
+  ok("CONNECT gets 501", `CONNECT / HTTP/1.1\r\n${H}\r\n`, 501),
+  ok("TRACK gets 501", `TRACK / HTTP/1.1\r\n${H}\r\n`, 501),
   {
     name: "HEAD has no body",
     send: `HEAD / HTTP/1.1\r\n${H}\r\n`,
@@ -180,6 +195,12 @@ const CASES: Case[] = [
     send: post("Content-Length: 1\r\nExpect: 100-continue\r\n", "x"),
     expect: [405],
     close: false,
+  },
+  {
+    name: "Expect: 100-continue from HTTP/1.0 gets no 100",
+    send: "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+    expect: [405],
+    close: true,
   },
   bad(
     "Expect: 100-continue on a body too large gets 413, no 100",

@@ -163,3 +163,39 @@ Deno.test("Expect: 100-continue gets 100 before the body is sent, then the final
     conn.close();
   }
 });
+
+Deno.test("empty lines cannot keep a connection alive: they count toward the head's deadline", async () => {
+  await using server = await start({ headTimeout: 300, idleTimeout: 300 });
+  const conn = await Deno.connect({ port: server.addr.port });
+  try {
+    let closed = false;
+    const reading = readResponses(conn, { awaitClose: true, responses: 0 }).then((r) => {
+      closed = r.closed;
+      return r;
+    });
+    // One empty line every 100 ms, well inside any single timeout.
+    for (let i = 0; i < 30 && !closed; i++) {
+      await conn.write(encoder.encode("\r\n")).catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const { responses } = await reading;
+    assert.equal(closed, true, "the connection was closed");
+    assert.deepEqual(responses.map((r) => r.status), [408]);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("a 200 KB Expect value under a large --max-head is parsed without blowing the stack", async () => {
+  await using server = await start({ maxHead: 262144 });
+  const value = "a".repeat(200_000);
+  const { responses } = await exchange(
+    server.addr.port,
+    `GET / HTTP/1.1\r\nHost: x\r\nExpect: ${value}\r\nTransfer-Encoding-X: ${
+      value.slice(0, 1000)
+    }\r\n\r\n`,
+  );
+  assert.deepEqual(responses.map((r) => r.status), [200]);
+  const after = await exchange(server.addr.port, GET);
+  assert.deepEqual(after.responses.map((r) => r.status), [200]);
+});
