@@ -248,3 +248,25 @@ Deno.test("requests pipelined behind one that ends the connection never run", as
   }
   assert.equal((await status(new URL("/hits", server.url))).body, "0");
 });
+
+Deno.test("header bytes pass through byte-exact, as Deno.serve sends them (latin1, not re-encoded)", async () => {
+  await using server = await start();
+  const conn = await Deno.connect({ port: server.addr.port });
+  try {
+    // "café" in UTF-8 on the way in: the same four bytes must come back.
+    const head = "GET /headers HTTP/1.1\r\nHost: x\r\nX-In: caf\xc3\xa9\r\n\r\n";
+    await conn.write(Uint8Array.from(head, (c) => c.charCodeAt(0)));
+    const bytes: number[] = [];
+    const buf = new Uint8Array(4096);
+    while (!String.fromCharCode(...bytes).includes("\r\n\r\n")) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      bytes.push(...buf.subarray(0, n));
+    }
+    const text = String.fromCharCode(...bytes);
+    assert.match(text, /\r\nx-echo: caf\xc3\xa9\r\n/, "the echoed value's bytes are unchanged");
+    assert.match(text, /\r\nx-cafe: caf\xe9\r\n/, "U+00E9 goes out as the one byte 0xE9");
+  } finally {
+    conn.close();
+  }
+});
