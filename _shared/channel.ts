@@ -42,11 +42,6 @@ export class Channel<Send, Receive> {
     return this.#sent;
   }
 
-  /** Envelopes received so far. */
-  get received(): number {
-    return this.#received;
-  }
-
   /** Queues `frame` for this turn's envelope, moving the objects in `transfer`. */
   send(frame: Send, transfer?: Transferable[]): void {
     this.#frames.push(frame);
