@@ -7,8 +7,10 @@
  * closing. Only valid heads ever reach a worker, and a head is validated
  * before any of its body is read.
  *
- * Every scan here is linear in the bytes received: a head that arrives one
- * byte at a time is scanned once.
+ * Every scan here is linear in the bytes received: a line that arrives one
+ * byte at a time is searched once (each search starts where the last one
+ * stopped, and stops at the bytes received), and each complete line is
+ * checked once.
  */
 
 import { isomorphicDecode } from "../_shared/http.ts";
@@ -112,6 +114,8 @@ export class Framer {
   // Head scanning, relative to the start of the unconsumed bytes.
   #scanned = 0;
   #lines = 0;
+  /** Bytes after the current line's start already searched for its LF. */
+  #searched = 0;
 
   // Body state.
   #remaining = 0;
@@ -163,6 +167,7 @@ export class Framer {
     this.#state = State.Head;
     this.#scanned = 0;
     this.#lines = 0;
+    this.#searched = 0;
     this.#remaining = 0;
     this.#decoded = 0;
     this.#overhead = 0;
@@ -174,8 +179,8 @@ export class Framer {
     // count toward the head: they cannot keep a connection alive forever.
     let lineStart = start + this.#scanned;
     while (true) {
-      const lf = buf.indexOf(LF, lineStart);
-      if (lf === -1 || lf >= end) {
+      const lf = this.#lineEnd(buf, lineStart, end);
+      if (lf === -1) {
         this.#scanned = lineStart - start;
         if (this.#lines === 0 && end - lineStart >= limits.maxRequestLine) {
           return refuse(414, "Request line too long");
@@ -184,6 +189,10 @@ export class Framer {
         return null;
       }
       if (lf === lineStart || buf[lf - 1] !== CR) return refuse(400, "Bare LF in request head");
+      // A CR inside a line would end it early for the parser below (RFC 9112 §2.2).
+      if (buf.subarray(lineStart, lf).indexOf(CR) !== lf - 1 - lineStart) {
+        return refuse(400, "Bare CR in request head");
+      }
       if (lf + 1 - start > limits.maxHead) {
         return this.#lines === 0
           ? refuse(414, "Request line too long")
@@ -206,6 +215,22 @@ export class Framer {
       this.#lines++;
       lineStart = lf + 1;
     }
+  }
+
+  /**
+   * The index of the LF ending the line that starts at `lineStart`, or -1 if
+   * it has not arrived in `buf[lineStart, end)`. Bytes searched by an earlier
+   * call for the same line are not searched again.
+   */
+  #lineEnd(buf: Uint8Array, lineStart: number, end: number): number {
+    const from = lineStart + this.#searched;
+    const found = from < end ? buf.subarray(from, end).indexOf(LF) : -1;
+    if (found === -1) {
+      this.#searched = end - lineStart;
+      return -1;
+    }
+    this.#searched = 0;
+    return from + found;
   }
 
   /** Length of the leading empty lines, which were already checked. */
@@ -286,7 +311,9 @@ export class Framer {
     if (sawTransferEncoding) {
       if (contentLength !== -1) return refuse(400, "Both Content-Length and Transfer-Encoding");
       if (minor === 0) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
-      const codings = transferEncoding.split(",").map((coding) => coding.trim());
+      // Empty list elements do not count (RFC 9110 §5.6.1).
+      const codings = transferEncoding.split(",").map((coding) => coding.trim())
+        .filter((coding) => coding !== "");
       if (codings.at(-1) !== "chunked") {
         return refuse(400, "Transfer-Encoding must end with chunked");
       }
@@ -385,8 +412,8 @@ export class Framer {
     while (true) {
       switch (this.#state) {
         case State.ChunkSize: {
-          const lf = buf.indexOf(LF, pos);
-          if (lf === -1 || lf >= end) {
+          const lf = this.#lineEnd(buf, pos, end);
+          if (lf === -1) {
             if (end - pos > MAX_CHUNK_LINE) return refuse(413, "Chunk extension too large");
             return this.#more(pos, start);
           }
@@ -442,12 +469,15 @@ export class Framer {
           break;
         }
         case State.Trailer: {
-          const lf = buf.indexOf(LF, pos);
-          if (lf === -1 || lf >= end) {
+          const lf = this.#lineEnd(buf, pos, end);
+          if (lf === -1) {
             if (end - pos > limits.maxHead) return refuse(431, "Trailer section too large");
             return this.#more(pos, start);
           }
           if (lf === pos || buf[lf - 1] !== CR) return refuse(400, "Bare LF in trailer section");
+          if (buf.subarray(pos, lf).indexOf(CR) !== lf - 1 - pos) {
+            return refuse(400, "Bare CR in trailer section");
+          }
           this.#overhead += lf + 1 - pos;
           if (lf - 1 === pos) {
             this.consumed = lf + 1 - start;

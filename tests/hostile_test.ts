@@ -88,6 +88,11 @@ const CASES: Case[] = [
   ok("chunked, any case", post("Transfer-Encoding: Chunked\r\n", "1\r\nx\r\n0\r\n\r\n"), 405),
   ok("chunked with extension", chunked("1;name=value\r\nx\r\n0\r\n\r\n"), 405),
   ok("chunked with trailer", chunked("1\r\nx\r\n0\r\nX-Trailer: yes\r\n\r\n"), 405),
+  ok(
+    "Transfer-Encoding with an empty list element",
+    post("Transfer-Encoding: , chunked\r\n", "0\r\n\r\n"),
+    405,
+  ),
   ok("chunked, upper-case hex size", chunked("A\r\n0123456789\r\n0\r\n\r\n"), 405),
   bad("chunk size not hex", chunked("g\r\nx\r\n0\r\n\r\n")),
   bad("chunk size with sign", chunked("+1\r\nx\r\n0\r\n\r\n")),
@@ -109,6 +114,14 @@ const CASES: Case[] = [
   bad("obs-fold", get("/", "X-A: b\r\n c\r\n")),
   bad("obs-fold with tab", get("/", "X-A: b\r\n\tc\r\n")),
   bad("bare CR in a value", get("/", "X-A: a\rb\r\n")),
+  // A CR inside a line must not end it: each of these smuggles a field past the parser.
+  bad("bare CR smuggling a Content-Length", post("X: 1\rXContent-Length: 5\r\n", "hello")),
+  bad(
+    "bare CR smuggling a Transfer-Encoding",
+    post("X-A: a\r Transfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+  ),
+  bad("bare CR in the request line", "GET / HTTP/1.1\rXHost: x\r\n\r\n"),
+  bad("bare CR in a trailer field", chunked("0\r\nX: a\rb\r\n\r\n")),
   bad("NUL in a value", get("/", "X-A: a\0b\r\n")),
   bad("DEL in a value", get("/", "X-A: a\x7fb\r\n")),
   bad("non-token character in a name", get("/", "X(A): b\r\n")),
