@@ -61,6 +61,8 @@ const COLON = 58;
 const SP = 0x20;
 const HTAB = 0x09;
 const MAX_CHUNK_LINE = 4096;
+/** What a line search returns for a CR not followed by LF. */
+const BARE_CR = -2;
 /** Largest request line kept for the log of a refused request. */
 const LOGGED_LINE = 256;
 
@@ -180,6 +182,7 @@ export class Framer {
     let lineStart = start + this.#scanned;
     while (true) {
       const lf = this.#lineEnd(buf, lineStart, end);
+      if (lf === BARE_CR) return refuse(400, "Bare CR in request head");
       if (lf === -1) {
         this.#scanned = lineStart - start;
         if (this.#lines === 0 && end - lineStart >= limits.maxRequestLine) {
@@ -189,10 +192,6 @@ export class Framer {
         return null;
       }
       if (lf === lineStart || buf[lf - 1] !== CR) return refuse(400, "Bare LF in request head");
-      // A CR inside a line would end it early for the parser below (RFC 9112 §2.2).
-      if (buf.subarray(lineStart, lf).indexOf(CR) !== lf - 1 - lineStart) {
-        return refuse(400, "Bare CR in request head");
-      }
       if (lf + 1 - start > limits.maxHead) {
         return this.#lines === 0
           ? refuse(414, "Request line too long")
@@ -218,19 +217,30 @@ export class Framer {
   }
 
   /**
-   * The index of the LF ending the line that starts at `lineStart`, or -1 if
-   * it has not arrived in `buf[lineStart, end)`. Bytes searched by an earlier
-   * call for the same line are not searched again.
+   * The index of the LF ending the line that starts at `lineStart`; -1 if it
+   * has not arrived in `buf[lineStart, end)`; {@linkcode BARE_CR} if a CR in
+   * the line is not followed by LF (RFC 9112 §2.2: it would end the line
+   * early for the parser). Bytes searched by an earlier call for the same
+   * line are not searched again.
    */
   #lineEnd(buf: Uint8Array, lineStart: number, end: number): number {
-    const from = lineStart + this.#searched;
-    const found = from < end ? buf.subarray(from, end).indexOf(LF) : -1;
-    if (found === -1) {
-      this.#searched = end - lineStart;
-      return -1;
+    for (let i = lineStart + this.#searched; i < end; i++) {
+      const b = buf[i];
+      if (b === LF) {
+        this.#searched = 0;
+        return i;
+      }
+      if (b === CR) {
+        if (i + 1 === end) {
+          // Its next byte has not arrived: look at this CR again next time.
+          this.#searched = i - lineStart;
+          return -1;
+        }
+        if (buf[i + 1] !== LF) return BARE_CR;
+      }
     }
-    this.#searched = 0;
-    return from + found;
+    this.#searched = end - lineStart;
+    return -1;
   }
 
   /** Length of the leading empty lines, which were already checked. */
@@ -240,11 +250,17 @@ export class Framer {
     return i - start;
   }
 
-  /** Parses a complete head: `buf[start, end)` is its lines, CRLF-separated. */
+  /**
+   * Parses a complete head: `buf[start, end)` is its lines, CRLF-separated.
+   * The bytes are checked here; the strings are slices of the head decoded
+   * once (one byte is one character, so the offsets agree).
+   */
   #parse(buf: Uint8Array, start: number, end: number): FrameEvent {
-    let lineEnd = buf.indexOf(CR, start);
-    if (lineEnd === -1 || lineEnd > end) lineEnd = end;
-    const line = this.#requestLine(buf, start, lineEnd);
+    const text = isomorphicDecode(buf.subarray(start, end));
+    const str = (from: number, to: number) => text.slice(from - start, to - start);
+    let lineEnd = start;
+    while (lineEnd < end && buf[lineEnd] !== CR) lineEnd++;
+    const line = this.#requestLine(buf, start, lineEnd, str);
     if ("type" in line) return line;
     const { method, minor, targetStart, targetEnd } = line;
 
@@ -258,8 +274,8 @@ export class Framer {
     let expectContinue = false;
     let pos = lineEnd + 2;
     while (pos < end) {
-      let eol = buf.indexOf(CR, pos);
-      if (eol === -1 || eol > end) eol = end;
+      let eol = pos;
+      while (eol < end && buf[eol] !== CR) eol++;
       if (buf[pos] === SP || buf[pos] === HTAB) return refuse(400, "Obsolete line folding");
       let colon = pos;
       while (colon < eol && TCHAR[buf[colon]] === 1) colon++;
@@ -277,8 +293,8 @@ export class Framer {
       for (let i = valueStart; i < valueEnd; i++) {
         if (FIELD_VALUE[buf[i]] === 0) return refuse(400, "Invalid header value");
       }
-      const name = isomorphicDecode(buf.subarray(pos, colon)).toLowerCase();
-      const value = isomorphicDecode(buf.subarray(valueStart, valueEnd));
+      const name = str(pos, colon).toLowerCase();
+      const value = str(valueStart, valueEnd);
       fields.push(name, value);
       switch (name) {
         case "host":
@@ -338,11 +354,11 @@ export class Framer {
 
     let path: string;
     if (buf[targetStart] === 0x2f) {
-      path = isomorphicDecode(buf.subarray(targetStart, targetEnd));
+      path = str(targetStart, targetEnd);
     } else if (targetEnd - targetStart === 1 && buf[targetStart] === 0x2a && method === "OPTIONS") {
       path = "*";
     } else {
-      const absolute = absoluteForm(isomorphicDecode(buf.subarray(targetStart, targetEnd)));
+      const absolute = absoluteForm(str(targetStart, targetEnd));
       if (absolute === undefined) return this.#fail(400, "Malformed request target");
       host = absolute.host;
       path = absolute.path;
@@ -363,7 +379,7 @@ export class Framer {
         keepAlive,
         hasBody,
         expectContinue: expectContinue && hasBody && minor === 1,
-        requestLine: isomorphicDecode(buf.subarray(start, lineEnd)),
+        requestLine: str(start, lineEnd),
       },
     };
   }
@@ -374,7 +390,12 @@ export class Framer {
     return refuse(status, message);
   }
 
-  #requestLine(buf: Uint8Array, start: number, end: number) {
+  #requestLine(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    str: (from: number, to: number) => string,
+  ) {
     let sp1 = start;
     while (sp1 < end && TCHAR[buf[sp1]] === 1) sp1++;
     if (sp1 === start || sp1 === end || buf[sp1] !== SP) {
@@ -399,7 +420,7 @@ export class Framer {
     }
     if (buf[v + 5] !== 0x31) return refuse(505, "Only HTTP/1.x is supported");
     return {
-      method: isomorphicDecode(buf.subarray(start, sp1)),
+      method: str(start, sp1),
       minor: buf[v + 7] === 0x30 ? 0 : 1,
       targetStart: sp1 + 1,
       targetEnd: sp2,
@@ -413,6 +434,7 @@ export class Framer {
       switch (this.#state) {
         case State.ChunkSize: {
           const lf = this.#lineEnd(buf, pos, end);
+          if (lf === BARE_CR) return refuse(400, "Malformed chunk extension");
           if (lf === -1) {
             if (end - pos > MAX_CHUNK_LINE) return refuse(413, "Chunk extension too large");
             return this.#more(pos, start);
@@ -470,14 +492,12 @@ export class Framer {
         }
         case State.Trailer: {
           const lf = this.#lineEnd(buf, pos, end);
+          if (lf === BARE_CR) return refuse(400, "Bare CR in trailer section");
           if (lf === -1) {
             if (end - pos > limits.maxHead) return refuse(431, "Trailer section too large");
             return this.#more(pos, start);
           }
           if (lf === pos || buf[lf - 1] !== CR) return refuse(400, "Bare LF in trailer section");
-          if (buf.subarray(pos, lf).indexOf(CR) !== lf - 1 - pos) {
-            return refuse(400, "Bare CR in trailer section");
-          }
           this.#overhead += lf + 1 - pos;
           if (lf - 1 === pos) {
             this.consumed = lf + 1 - start;
