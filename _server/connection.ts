@@ -430,8 +430,10 @@ export class Connection {
   #events = {
     onReady: (exchange: Exchange): void => {
       if (this.#closed) return;
-      if (this.#queue.peek() === exchange) void this.#pump();
-      else if (exchange.finished) this.#wake();
+      if (this.#queue.peek() === exchange) {
+        // A running writer picks the bytes up; don't start (and allocate) another.
+        if (!this.#writing) void this.#pump();
+      } else if (exchange.finished) this.#wake();
     },
     onCredit: (exchange: Exchange): void => {
       if (exchange === this.#receiving && !exchange.bodyBlocked) this.#wake();
@@ -454,19 +456,16 @@ export class Connection {
         }
         // Coalesce: this exchange's bytes, and those of finished ones behind it.
         const parts: Uint8Array[] = [];
-        const done: Exchange[] = [];
-        const credits: [Exchange, number][] = [];
+        // Exchanges finished by this write are the first `done` of the queue.
+        let done = 0;
+        let taken = 0;
         for (let i = 0; i < this.#queue.length; i++) {
           const exchange = this.#queue.at(i)!;
           if (exchange.interim !== undefined && exchange !== first) break;
-          let bytes = 0;
-          for (const chunk of exchange.take()) {
-            parts.push(chunk);
-            bytes += chunk.length;
-          }
-          if (bytes > 0) credits.push([exchange, bytes]);
+          exchange.written = exchange.takeInto(parts);
+          taken = i + 1;
           if (!exchange.finished || exchange.file !== undefined) break;
-          done.push(exchange);
+          done++;
           if (exchange.close || exchange.broken) break;
         }
         if (parts.length === 1 || (parts.length > 1 && totalOf(parts) < COALESCE_LIMIT)) {
@@ -474,10 +473,15 @@ export class Connection {
         } else if (parts.length > 0) {
           await this.#writeParts(parts);
         }
+        if (this.#closed) break;
         // Credit only what the client took: a client that does not read
         // holds its worker's stream at one window.
-        for (const [exchange, bytes] of credits) exchange.wrote(bytes);
-        if (done.length === 0) {
+        for (let i = 0; i < taken; i++) {
+          const exchange = this.#queue.at(i)!;
+          if (exchange.written > 0) exchange.wrote(exchange.written);
+          exchange.written = 0;
+        }
+        if (done === 0) {
           if (first.file !== undefined && first.finished) {
             const file = first.file;
             first.file = undefined;
@@ -487,8 +491,8 @@ export class Connection {
           if (parts.length === 0) break;
           continue;
         }
-        for (const exchange of done) {
-          this.#queue.shift();
+        for (let i = 0; i < done; i++) {
+          const exchange = this.#queue.shift()!;
           this.#options.onResponse?.(exchange, this.#remote);
           if (exchange.close || exchange.broken) {
             this.close();
@@ -543,7 +547,7 @@ export class Connection {
     let offset = 0;
     while (offset < bytes.length) {
       this.#writeDeadline = this.#options.clock.now + this.#options.writeTimeout;
-      offset += await this.#conn.write(bytes.subarray(offset));
+      offset += await this.#conn.write(offset === 0 ? bytes : bytes.subarray(offset));
     }
     this.#writeDeadline = Infinity;
   }

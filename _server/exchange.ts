@@ -46,6 +46,8 @@ export class Exchange {
   chunks: Uint8Array[] = [];
   /** Total of `chunks`. */
   buffered = 0;
+  /** Bytes of this response in the connection's current write, to credit once written. */
+  written = 0;
   /** A body to stream from disk once `chunks` are written. */
   file: FileSlice | undefined;
   /** `100 Continue`, to write before anything else if no response head came first. */
@@ -200,16 +202,20 @@ export class Exchange {
     this.#events.onReady(this);
   }
 
-  /** Takes the bytes that are ready to write. */
-  take(): Uint8Array[] {
-    const chunks = this.chunks;
-    this.chunks = [];
+  /** Moves the bytes that are ready to write onto `parts`; returns how many. */
+  takeInto(parts: Uint8Array[]): number {
+    let bytes = 0;
+    for (const chunk of this.chunks) {
+      parts.push(chunk);
+      bytes += chunk.length;
+    }
+    this.chunks.length = 0;
     this.buffered = 0;
     if (this.#recyclable.length > 0) {
       for (const buffer of this.#recyclable) this.#taken.push(buffer);
       this.#recyclable = [];
     }
-    return chunks;
+    return bytes;
   }
 
   #submit(exclusive: boolean): void {
@@ -232,7 +238,7 @@ export class Exchange {
     );
   }
 
-  #onPart(part: ResponsePart): void {
+  #onPart(part: ResponsePart, notify = true): void {
     if (this.finished) return;
     if (part.type === "head") {
       this.#headSeen = true;
@@ -244,12 +250,12 @@ export class Exchange {
     this.chunks.push(part.bytes);
     this.buffered += part.bytes.length;
     if (part.type === "data") this.#recyclable.push(part.bytes.buffer as ArrayBuffer);
-    this.#events.onReady(this);
+    if (notify) this.#events.onReady(this);
   }
 
   #done(end: ResponseEnd): void {
     if (this.finished) return;
-    if (end.last) this.#onPart(end.last);
+    if (end.last) this.#onPart(end.last, false);
     this.#counters!.requests--;
     this.bodyBytes = end.bodyBytes;
     this.workerId = end.workerId;
