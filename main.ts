@@ -17,6 +17,7 @@ import {
   RESPONSE_WINDOW,
 } from "./_server/exchange.ts";
 import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_server/log.ts";
+import { FLAGS, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
 import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
@@ -161,26 +162,26 @@ export interface ShutdownReport {
 }
 
 const DEFAULTS = {
-  hostname: "127.0.0.1",
-  port: 7878,
-  root: "static",
-  sleepMs: 5000,
-  workerConcurrency: 64,
-  logLevel: "info" as LogLevel,
-  maxBody: 1 << 20,
-  maxHead: 16 << 10,
+  hostname: FLAGS.find((flag) => flag.name === "hostname")!.default,
+  port: numericDefault("port"),
+  root: FLAGS.find((flag) => flag.name === "root")!.default,
+  sleepMs: numericDefault("sleep-ms"),
+  workerConcurrency: numericDefault("worker-concurrency"),
+  logLevel: FLAGS.find((flag) => flag.name === "log-level")!.default as LogLevel,
+  maxBody: numericDefault("max-body"),
+  maxHead: numericDefault("max-head"),
   maxRequestLine: 8 << 10,
-  maxRequests: 1000,
-  maxConnections: 10_000,
-  maxQueue: 1024,
-  queueTimeout: 10_000,
+  maxRequests: numericDefault("max-requests"),
+  maxConnections: numericDefault("max-connections"),
+  maxQueue: numericDefault("max-queue"),
+  queueTimeout: numericDefault("queue-timeout"),
   stats: false,
-  timeout: 30_000,
-  headTimeout: 10_000,
+  timeout: numericDefault("timeout"),
+  headTimeout: numericDefault("head-timeout"),
   bodyTimeout: 10_000,
-  idleTimeout: 5_000,
-  writeTimeout: 10_000,
-  shutdownTimeout: 10_000,
+  idleTimeout: numericDefault("idle-timeout"),
+  writeTimeout: numericDefault("write-timeout"),
+  shutdownTimeout: numericDefault("shutdown-timeout"),
 };
 
 /** Responses one connection may owe before it stops reading. */
@@ -446,32 +447,6 @@ export function serve(options: ServeOptions = {}): Promise<Server> {
   return Promise.resolve(new Server(listener, options));
 }
 
-const USAGE = `Usage: deno task start [options]
-
-Options:
-  --port <n>               port to listen on, 0 for any free port (default 7878)
-  --hostname <host>        address to listen on (default 127.0.0.1)
-  --workers <n>            worker count (default: number of CPUs)
-  --worker-concurrency <n> requests one worker runs at once (default 64)
-  --root <dir>             directory to serve (default static)
-  --sleep-ms <ms>          how long GET /sleep takes (default 5000)
-  --handler <module>       serve with a module's default { fetch } instead of files
-  --log-level <level>      debug, info, warn or error (default info)
-  --quiet                  no access log
-  --max-body <bytes>       largest request body (default 1048576)
-  --max-head <bytes>       largest request head (default 16384)
-  --max-requests <n>       requests per connection (default 1000)
-  --max-connections <n>    open connections (default 10000)
-  --max-queue <n>          requests waiting for a worker (default 1024)
-  --queue-timeout <ms>     longest wait for a worker, then 503 (default 10000)
-  --timeout <ms>           time for a worker to start a response (default 30000)
-  --write-timeout <ms>     longest stall of one response write (default 10000)
-  --idle-timeout <ms>      keep-alive idle timeout (default 5000)
-  --head-timeout <ms>      time for a request head to arrive (default 10000)
-  --shutdown-timeout <ms>  drain time on SIGINT/SIGTERM (default 10000)
-  --stats                  serve pool figures as JSON at GET /_brigade/stats
-  --help                   show this help`;
-
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
 class UsageError extends Error {}
 
@@ -490,42 +465,21 @@ class UsageError extends Error {}
  * ```
  */
 export function parseFlags(args: string[]): ServeOptions | "help" {
-  let values;
+  let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args,
       strict: true,
       allowPositionals: false,
-      options: {
-        port: { type: "string" },
-        hostname: { type: "string" },
-        workers: { type: "string" },
-        "worker-concurrency": { type: "string" },
-        root: { type: "string" },
-        "sleep-ms": { type: "string" },
-        handler: { type: "string" },
-        "log-level": { type: "string" },
-        quiet: { type: "boolean" },
-        "max-body": { type: "string" },
-        "max-head": { type: "string" },
-        "max-requests": { type: "string" },
-        "max-connections": { type: "string" },
-        "max-queue": { type: "string" },
-        "queue-timeout": { type: "string" },
-        stats: { type: "boolean" },
-        timeout: { type: "string" },
-        "write-timeout": { type: "string" },
-        "idle-timeout": { type: "string" },
-        "head-timeout": { type: "string" },
-        "shutdown-timeout": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: { ...parseArgsOptions(), help: { type: "boolean", short: "h" } },
     }));
   } catch (error) {
     throw new UsageError((error as Error).message.split("\n")[0]);
   }
-  if (values.help) return "help";
-  const logLevel = values["log-level"];
+  if (values.help === true) return "help";
+  const text = (name: string) => values[name] as string | undefined;
+  const handler = text("handler");
+  const logLevel = values["log-level"] as string | undefined;
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError(
       `--log-level must be one of ${LOG_LEVELS.join(", ")}, received ${logLevel}`,
@@ -540,34 +494,36 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     }
     return Number(value);
   };
-  const port = int("port", values.port, 0);
+  const port = int("port", values.port as string | undefined, 0);
   if (port !== undefined && port > 65535) {
     throw new UsageError(`--port must be at most 65535, received ${port}`);
   }
   return {
     port,
-    hostname: values.hostname,
-    workers: int("workers", values.workers, 1),
-    workerConcurrency: int("worker-concurrency", values["worker-concurrency"], 1),
-    root: values.root,
-    sleepMs: int("sleep-ms", values["sleep-ms"], 0),
-    handler: values.handler === undefined
-      ? undefined
-      : new URL(values.handler, `file://${Deno.cwd()}/`).href,
+    hostname: values.hostname as string | undefined,
+    workers: int("workers", values.workers as string | undefined, 1),
+    workerConcurrency: int(
+      "worker-concurrency",
+      values["worker-concurrency"] as string | undefined,
+      1,
+    ),
+    root: values.root as string | undefined,
+    sleepMs: int("sleep-ms", values["sleep-ms"] as string | undefined, 0),
+    handler: handler === undefined ? undefined : new URL(handler, `file://${Deno.cwd()}/`).href,
     logLevel: logLevel as LogLevel | undefined,
-    accessLog: !values.quiet,
-    maxBody: int("max-body", values["max-body"], 0),
-    maxHead: int("max-head", values["max-head"], 64),
-    maxRequests: int("max-requests", values["max-requests"], 1),
-    maxConnections: int("max-connections", values["max-connections"], 1),
-    maxQueue: int("max-queue", values["max-queue"], 0),
-    queueTimeout: int("queue-timeout", values["queue-timeout"], 1),
-    stats: values.stats,
-    timeout: int("timeout", values.timeout, 1),
-    writeTimeout: int("write-timeout", values["write-timeout"], 1),
-    idleTimeout: int("idle-timeout", values["idle-timeout"], 1),
-    headTimeout: int("head-timeout", values["head-timeout"], 1),
-    shutdownTimeout: int("shutdown-timeout", values["shutdown-timeout"], 0),
+    accessLog: values.quiet !== true,
+    maxBody: int("max-body", values["max-body"] as string | undefined, 0),
+    maxHead: int("max-head", values["max-head"] as string | undefined, 64),
+    maxRequests: int("max-requests", values["max-requests"] as string | undefined, 1),
+    maxConnections: int("max-connections", values["max-connections"] as string | undefined, 1),
+    maxQueue: int("max-queue", values["max-queue"] as string | undefined, 0),
+    queueTimeout: int("queue-timeout", values["queue-timeout"] as string | undefined, 1),
+    stats: values.stats === true ? true : undefined,
+    timeout: int("timeout", values.timeout as string | undefined, 1),
+    writeTimeout: int("write-timeout", values["write-timeout"] as string | undefined, 1),
+    idleTimeout: int("idle-timeout", values["idle-timeout"] as string | undefined, 1),
+    headTimeout: int("head-timeout", values["head-timeout"] as string | undefined, 1),
+    shutdownTimeout: int("shutdown-timeout", values["shutdown-timeout"] as string | undefined, 0),
   };
 }
 
@@ -586,7 +542,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (options === "help") {
-    console.log(USAGE);
+    console.log(usage());
     return 0;
   }
   let server: Server;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startServerProcess } from "./_process.ts";
+import { FLAGS } from "../_server/flags.ts";
 
 const PROJECT = new URL("..", import.meta.url).pathname;
 
@@ -51,4 +52,16 @@ Deno.test("--help prints the flags and exits 0", async () => {
   for (const flag of ["--port", "--hostname", "--workers", "--root", "--sleep-ms", "--log-level"]) {
     assert.ok(text.includes(flag), flag);
   }
+});
+
+Deno.test("the README's flag table lists every flag, in order, with its default", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const flags = readme.split(/^## /m).find((section) => section.startsWith("Flags\n"));
+  assert.ok(flags, "README has a Flags section");
+  const rows = flags.split("\n").filter((line) => line.startsWith("| `--"))
+    .map((line) => line.split("|").map((cell) => cell.trim().replaceAll("`", "")));
+  assert.deepEqual(
+    rows.map(([, flag, fallback]) => [flag.split(" ")[0], fallback]),
+    FLAGS.map((flag) => [`--${flag.name}`, flag.default]),
+  );
 });
