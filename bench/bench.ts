@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -95,21 +95,15 @@ if (!(await haveWrk())) {
 }
 
 const HANDLER = new URL("./hello_handler.ts", import.meta.url).pathname;
-const brigadeArgs = (extra: string[]) => [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "main.ts",
-  "--port",
-  "0",
-  "--workers",
-  values.workers,
-  "--quiet",
-  "--log-level",
-  "warn",
-  ...values["brigade-args"].split(" ").filter(Boolean),
-  ...extra,
-];
+const brigade = (extra: string[]) =>
+  brigadeArgs([
+    "--workers",
+    values.workers,
+    "--log-level",
+    "warn",
+    ...values["brigade-args"].split(" ").filter(Boolean),
+    ...extra,
+  ]);
 
 interface Contender {
   name: string;
@@ -135,12 +129,12 @@ for (const name of cases) {
       args: ["run", "--allow-net", "--allow-read", "bench/baseline.ts", ...handler],
       runs: [],
     },
-    contenders: [{ name: "brigade", args: brigadeArgs(handler), runs: [] }],
+    contenders: [{ name: "brigade", args: brigade(handler), runs: [] }],
   };
   if (values.compare) {
     row.contenders.push({
       name: `brigade @ ${values.compare}`,
-      args: brigadeArgs(handler),
+      args: brigade(handler),
       cwd: values.compare,
       runs: [],
     });
@@ -170,7 +164,7 @@ for (let round = 0; round < rounds; round++) {
 // GET / while one /sleep blocks one of the two workers.
 let duringSleep: WrkResult | undefined;
 if (cases.includes("sleep")) {
-  const sleepy = await startServer(brigadeArgs(["--sleep-ms", String((duration + 3) * 1000)]));
+  const sleepy = await startServer(brigade(["--sleep-ms", String((duration + 3) * 1000)]));
   await wrk(sleepy.url, 1);
   const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
   await new Promise((resolve) => setTimeout(resolve, 200));

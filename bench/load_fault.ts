@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,20 +24,14 @@ const workers = Number(values.workers);
 const maxQueue = Number(values["max-queue"]);
 const HANG_MS = 15_000;
 
-const server = await startServerProcess([
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "main.ts",
-  "--port=0",
+const server = await startServerProcess(brigadeArgs([
   `--workers=${workers}`,
   `--max-queue=${maxQueue}`,
   "--timeout=1000",
   "--queue-timeout=3000",
   "--handler=tests/fixtures/fault_handler.ts",
-  "--quiet",
   "--log-level=error",
-]);
+]));
 const { child } = server;
 const base = server.url;
 

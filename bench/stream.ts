@@ -58,7 +58,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { type ServerProcess, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, type ServerProcess, startServerProcess } from "../tests/_process.ts";
+import { RssSampler, within } from "./_rss.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -156,117 +157,6 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-/** Rejects with `what` timed out if `promise` has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Prints `<EPOCHREALTIME> <VmRSS kB>` of process `pid` every `$2` seconds,
- * using only bash builtins (`read -t` on stdin is the sleep: no fork per
- * sample), on its own clock so a busy bench event loop cannot thin out the
- * samples. Stops when stdin closes or the process is gone. (Deno refuses
- * /proc reads without --allow-all, hence the helper.)
- */
-const RSS_LOOP = `pid=$1; every=$2
-while [ -r "/proc/$pid/status" ]; do
-  while read -r key value rest; do
-    if [ "$key" = "VmRSS:" ]; then echo "$EPOCHREALTIME $value"; break; fi
-  done < "/proc/$pid/status"
-  read -r -t "$every" _
-  [ $? -gt 128 ] || exit 0
-done`;
-
-/** Samples a process's RSS every `everyMs` until stopped; keeps start, peak and last. */
-class RssSampler {
-  start = 0;
-  peak = 0;
-  /** Seconds from the first sample to the peak. */
-  peakAt = 0;
-  last = 0;
-  samples = 0;
-  #firstAt = 0;
-  #child: Deno.ChildProcess;
-  #done: Promise<void>;
-  #first = Promise.withResolvers<void>();
-
-  private constructor(pid: number, everyMs: number) {
-    const child = this.#child = new Deno.Command("bash", {
-      args: ["-c", RSS_LOOP, "rss", String(pid), String(everyMs / 1000)],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    this.#done = (async () => {
-      let text = "";
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        text += chunk;
-        let eol;
-        while ((eol = text.indexOf("\n")) >= 0) {
-          const [at, kb] = text.slice(0, eol).split(" ").map(Number);
-          this.#add(at, kb * 1024);
-          text = text.slice(eol + 1);
-        }
-      }
-      this.#first.reject(new Error(`no RSS for pid ${pid}`));
-    })();
-    this.#first.promise.catch(() => {});
-  }
-
-  /** Starts sampling; resolves once the first sample (the start figure) is in. */
-  static async start(pid: number, everyMs = 50): Promise<RssSampler> {
-    const sampler = new RssSampler(pid, everyMs);
-    try {
-      await within(sampler.#first.promise, 5000, "first RSS sample");
-    } catch (error) {
-      await sampler.stop();
-      throw error;
-    }
-    return sampler;
-  }
-
-  #add(at: number, bytes: number): void {
-    if (!Number.isFinite(bytes) || !Number.isFinite(at)) return;
-    this.last = bytes;
-    if (this.samples++ === 0) {
-      this.start = this.peak = bytes;
-      this.#firstAt = at;
-      this.#first.resolve();
-    }
-    if (bytes > this.peak) {
-      this.peak = bytes;
-      this.peakAt = at - this.#firstAt;
-    }
-  }
-
-  /** Stops sampling. Safe to call twice. */
-  async stop(): Promise<void> {
-    await this.#child.stdin.close().catch(() => {});
-    await within(this.#child.status, 5000, "RSS sampler exit").catch(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    });
-    await this.#done;
-  }
-
-  describe(): string {
-    return `start ${fmtMB(this.start)}, peak ${fmtMB(this.peak)} at ${this.peakAt.toFixed(1)} s (+${
-      fmtMB(this.peak - this.start)
-    }), end ${fmtMB(this.last)}, ${this.samples} samples`;
-  }
-}
-
 // ---------------------------------------------------------------------------
 // The server under test
 
@@ -278,21 +168,14 @@ interface Server {
   stop(): Promise<string>;
 }
 
-const SERVER_ARGS = [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "main.ts",
-  "--port",
-  "0",
+const SERVER_ARGS = brigadeArgs([
   "--workers",
   "2",
-  "--quiet",
   "--stats",
   // Only how long the bench waits for the server to exit; no figure depends on it.
   "--shutdown-timeout",
   "3000",
-];
+]);
 
 async function startServer(extra: string[]): Promise<Server> {
   const process: ServerProcess = await within(

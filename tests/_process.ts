@@ -3,6 +3,7 @@
  * any server that prints "Listening on URL") as a child process, and wait for
  * a condition without guessing at sleep lengths.
  */
+import config from "../deno.json" with { type: "json" };
 
 /** A running server process. */
 export interface ServerProcess {
@@ -28,6 +29,31 @@ export interface StartOptions {
   ownGroup?: boolean;
   /** Where to run it; the project folder by default. */
   cwd?: string;
+}
+
+/**
+ * The runtime flags of `deno task start` (such as `--v8-flags=…`), so that
+ * benchmarks measure the server as users start it.
+ */
+export const START_RUNTIME_FLAGS: string[] = config.tasks.start.split(" ")
+  .filter((arg) => arg.startsWith("--v8-flags="));
+
+/**
+ * `deno` arguments that start brigade from this checkout on a free port with
+ * the access log off, with the start task's runtime flags: `flags` follow.
+ */
+export function brigadeArgs(flags: string[]): string[] {
+  return [
+    "run",
+    ...START_RUNTIME_FLAGS,
+    "--allow-net",
+    "--allow-read",
+    "main.ts",
+    "--port",
+    "0",
+    "--quiet",
+    ...flags,
+  ];
 }
 
 /**

@@ -2,20 +2,10 @@
 import assert from "node:assert/strict";
 
 import { STOP_WINDOW_MS } from "../main.ts";
-import { startServerProcess } from "./_process.ts";
+import { brigadeArgs, startServerProcess } from "./_process.ts";
 
 function startProcess(args: string[]) {
-  return startServerProcess([
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "main.ts",
-    "--port",
-    "0",
-    "--quiet",
-    "--stats",
-    ...args,
-  ]);
+  return startServerProcess(brigadeArgs(["--stats", ...args]));
 }
 
 async function inFlight(url: string, wanted: number): Promise<void> {
