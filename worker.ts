@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type App, serveRequest } from "./_app/respond.ts";
+import { type App, type Sent, serveRequest } from "./_app/respond.ts";
 import { createStaticApp } from "./_app/static.ts";
 import { blockThread, handleJobs } from "./_worker/jobs.ts";
 import type { RequestStart, ResponseEnd, ResponsePart, WorkerConfig } from "./_shared/protocol.ts";
@@ -37,15 +37,24 @@ async function loadApp(config: WorkerConfig): Promise<App> {
 
 handleJobs<RequestStart, ResponseEnd, ResponsePart, WorkerConfig>(async (config) => {
   const app = await loadApp(config);
-  return async (start, context) => {
-    try {
-      const { bodyBytes, last } = await serveRequest(app, start, context, config.window);
-      return { bodyBytes, workerId: context.workerId, last };
-    } catch (error) {
+  return (start, context) => {
+    const ended = ({ bodyBytes, last }: Sent): ResponseEnd => ({
+      bodyBytes,
+      workerId: context.workerId,
+      last,
+    });
+    const failed = (error: unknown): never => {
       if (!context.signal.aborted) {
         console.error(`Handler failed for ${start.method} ${start.url}:`, error);
       }
       throw error;
+    };
+    try {
+      // A cached static response is answered at once; a handler's, when its promise settles.
+      const sent = serveRequest(app, start, context, config.window);
+      return sent instanceof Promise ? sent.then(ended, failed) : ended(sent);
+    } catch (error) {
+      return failed(error);
     }
   };
 });

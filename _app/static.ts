@@ -35,6 +35,9 @@ export interface CachedResponse {
   /** Header lines, each `name: value\r\n`, without framing, date or connection. */
   fields: string;
   body: Uint8Array;
+  /** The whole keep-alive HTTP/1.1 answer, built for the second whose date line is `wireDate`. */
+  wire?: Uint8Array;
+  wireDate?: string;
 }
 
 /** Where a large file body comes from, for the worker to hand to the main thread. */
@@ -236,7 +239,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       cacheBytes -= old.size;
     }
     // The key counts too: many paths to one small file must not grow memory.
-    const size = body.length + key.length + ENTRY_OVERHEAD;
+    // The body counts twice: once as read, once in its ready-to-send answer.
+    const size = 2 * body.length + key.length + ENTRY_OVERHEAD;
     if (cacheBytes + size > MAX_CACHE_BYTES) return;
     let fields = "";
     for (const [name, value] of Object.entries(headers)) {

@@ -90,10 +90,7 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     const init = event.data;
     if (init?.type !== "init") return;
     scope.onmessage = null;
-    const jobs = new Map<
-      number,
-      { context: JobContext<Message>; abort: (reason: unknown) => void }
-    >();
+    const jobs = new Map<number, JobRun<Message>>();
     const app: { handler?: JobHandler<Data, Result, Message> } = {};
     // Envelopes that arrive while setup() is still running wait here.
     const waiting: Envelope<ToWorker>[] = [];
@@ -120,46 +117,14 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     };
 
     const start = (fn: JobHandler<Data, Result, Message>, job: number, data: unknown) => {
-      // Most jobs never look at their signal: make it only when asked.
-      let abort: AbortController | undefined;
-      let resultTransfer: Transferable[] | undefined;
-      const context: JobContext<Message> = {
-        workerId: init.workerId,
-        get signal() {
-          abort ??= new AbortController();
-          return abort.signal;
-        },
-        send(message, transfer) {
-          if (jobs.has(job)) channel.send({ type: "message", job, data: message }, transfer);
-        },
-        credit(bytes) {
-          if (jobs.has(job)) channel.send({ type: "credit", job, bytes });
-        },
-        transfer(list) {
-          resultTransfer = list;
-        },
-        onMessage: undefined,
-        onCredit: undefined,
-      };
-      jobs.set(job, {
-        context,
-        abort: (reason) => {
-          abort ??= new AbortController();
-          abort.abort(reason);
-        },
-      });
-      const done = (result: Result) => {
-        if (jobs.delete(job)) channel.send({ type: "done", job, data: result }, resultTransfer);
-      };
-      const fail = (error: unknown) => {
-        if (jobs.delete(job)) channel.send({ type: "error", job, error: serializeError(error) });
-      };
+      const run = new JobRun<Message>(job, init.workerId, channel, jobs);
+      jobs.set(job, run);
       try {
-        const result = fn(data as Data, context);
-        if (result instanceof Promise) result.then(done, fail);
-        else done(result);
+        const result = fn(data as Data, run);
+        if (result instanceof Promise) result.then((value) => run.done(value), (e) => run.fail(e));
+        else run.done(result);
       } catch (error) {
-        fail(error);
+        run.fail(error);
       }
     };
 
@@ -172,10 +137,10 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
             start(app.handler!, frame.job, frame.data);
             break;
           case "message":
-            jobs.get(frame.job)?.context.onMessage?.(frame.data);
+            jobs.get(frame.job)?.onMessage?.(frame.data);
             break;
           case "credit":
-            jobs.get(frame.job)?.context.onCredit?.(frame.bytes, frame.buffers ?? []);
+            jobs.get(frame.job)?.onCredit?.(frame.bytes, frame.buffers ?? []);
             break;
           case "cancel":
             // The job stays until it ends, so the pool learns when its slot is free.
@@ -195,4 +160,68 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     channel.send({ type: "ready" });
     for (const envelope of waiting) receive(envelope);
   };
+}
+
+/**
+ * One running job: its context for the handler, and its end. One object per
+ * job (methods on the prototype, no closures), since a worker runs many.
+ */
+class JobRun<Message> implements JobContext<Message> {
+  readonly workerId: number;
+  onMessage: ((message: unknown) => void) | undefined = undefined;
+  onCredit: ((bytes: number, buffers: ArrayBuffer[]) => void) | undefined = undefined;
+  #job: number;
+  #channel: Channel<FromWorker, Envelope<ToWorker>>;
+  #jobs: Map<number, JobRun<Message>>;
+  // Most jobs never look at their signal: it is made only when asked for.
+  #abort: AbortController | undefined;
+  #resultTransfer: Transferable[] | undefined;
+
+  constructor(
+    job: number,
+    workerId: number,
+    channel: Channel<FromWorker, Envelope<ToWorker>>,
+    jobs: Map<number, JobRun<Message>>,
+  ) {
+    this.#job = job;
+    this.workerId = workerId;
+    this.#channel = channel;
+    this.#jobs = jobs;
+  }
+
+  get signal(): AbortSignal {
+    this.#abort ??= new AbortController();
+    return this.#abort.signal;
+  }
+
+  send(message: Message, transfer?: Transferable[]): void {
+    if (this.#jobs.has(this.#job)) {
+      this.#channel.send({ type: "message", job: this.#job, data: message }, transfer);
+    }
+  }
+
+  credit(bytes: number): void {
+    if (this.#jobs.has(this.#job)) this.#channel.send({ type: "credit", job: this.#job, bytes });
+  }
+
+  transfer(list: Transferable[]): void {
+    this.#resultTransfer = list;
+  }
+
+  abort(reason: unknown): void {
+    this.#abort ??= new AbortController();
+    this.#abort.abort(reason);
+  }
+
+  done(result: unknown): void {
+    if (this.#jobs.delete(this.#job)) {
+      this.#channel.send({ type: "done", job: this.#job, data: result }, this.#resultTransfer);
+    }
+  }
+
+  fail(error: unknown): void {
+    if (this.#jobs.delete(this.#job)) {
+      this.#channel.send({ type: "error", job: this.#job, error: serializeError(error) });
+    }
+  }
 }
