@@ -139,7 +139,7 @@ export interface WorkerPoolOptions {
 }
 
 /** Options for one job, given to {@linkcode WorkerPool.submit} or {@linkcode WorkerPool.run}. */
-export interface RunOptions<Message = unknown> {
+export interface RunOptions<Message = unknown, Result = unknown> {
   /** Objects in the job's data to move rather than copy. */
   transfer?: Transferable[];
   /** Drops the job if queued; cancels it on its worker if running. */
@@ -148,6 +148,13 @@ export interface RunOptions<Message = unknown> {
   exclusive?: boolean;
   /** Receives each message the job sends before its result. */
   onMessage?: (message: Message) => void;
+  /**
+   * Receives the job's result, as `result` would, without a promise per job.
+   * Like promise callbacks, it runs in a later microtask.
+   */
+  onResult?: (result: Result) => void;
+  /** Receives why the job has no result, in a later microtask. */
+  onError?: (error: unknown) => void;
   /** Receives flow-control credit from the job for the messages sent to it. */
   onCredit?: (bytes: number) => void;
 }
@@ -210,8 +217,15 @@ interface Task {
   data: unknown;
   transfer: Transferable[];
   exclusive: boolean;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  onResult: ((value: never) => void) | undefined;
+  onError: ((error: unknown) => void) | undefined;
+  /** The promise behind `Job.result`, made only if someone asks for it. */
+  deferred: PromiseWithResolvers<unknown> | undefined;
+  ok: boolean;
+  value: unknown;
+  error: unknown;
+  /** Its callbacks have run (or would have): a `result` asked for now is settled at once. */
+  notified: boolean;
   onMessage: ((message: never) => void) | undefined;
   onCredit: ((bytes: number) => void) | undefined;
   signal: AbortSignal | undefined;
@@ -241,6 +255,49 @@ interface Slot {
   pingAt: number;
   pingEnvelope: number;
   blockedUntil: number;
+}
+
+interface JobOps {
+  send(task: Task, frame: ToWorker, transfer?: Transferable[]): void;
+  cancel(task: Task, reason: unknown): void;
+}
+
+/** The handle {@linkcode WorkerPool.submit} returns: one object per job, no closures. */
+class SubmittedJob<Result> implements Job<Result> {
+  #task: Task;
+  #ops: JobOps;
+
+  constructor(task: Task, ops: JobOps) {
+    this.#task = task;
+    this.#ops = ops;
+  }
+
+  get result(): Promise<Result> {
+    const task = this.#task;
+    if (task.deferred === undefined) {
+      task.deferred = Promise.withResolvers<unknown>();
+      // Already told: settle it now. (Settled but not yet told: #notify will.)
+      if (task.notified) {
+        if (task.ok) task.deferred.resolve(task.value);
+        else task.deferred.reject(task.error);
+      }
+    }
+    return task.deferred.promise as Promise<Result>;
+  }
+
+  send(message: unknown, transfer?: Transferable[]): void {
+    const task = this.#task;
+    this.#ops.send(task, { type: "message", job: task.id, data: message }, transfer);
+  }
+
+  credit(bytes: number, buffers?: ArrayBuffer[]): void {
+    const task = this.#task;
+    this.#ops.send(task, { type: "credit", job: task.id, bytes, buffers }, buffers);
+  }
+
+  cancel(reason: unknown): void {
+    this.#ops.cancel(this.#task, reason);
+  }
 }
 
 const SAMPLE_SIZE = 1024;
@@ -293,6 +350,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   #failed = 0;
   #replaced = 0;
   #waitTimes: number[] = [];
+  #settledTasks: Task[] = [];
+  /** What a job handle may ask of the pool; one object for every job. */
+  #jobOps: JobOps = {
+    send: (task, frame, transfer) => this.#sendTo(task, frame, transfer),
+    cancel: (task, reason) => this.#cancel(task, reason),
+  };
   #runTimes: number[] = [];
   #sampleIndex = 0;
 
@@ -376,7 +439,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   run(
     data: Data,
     transfer: Transferable[] = [],
-    options: RunOptions<Message> = {},
+    options: RunOptions<Message, Result> = {},
   ): Promise<Result> {
     return this.submit(data, { ...options, transfer }).result;
   }
@@ -399,15 +462,19 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * assert.equal(await job.result, 9);
    * ```
    */
-  submit(data: Data, options: RunOptions<Message> = {}): Job<Result> {
-    const { promise, resolve, reject } = Promise.withResolvers<Result>();
+  submit(data: Data, options: RunOptions<Message, Result> = {}): Job<Result> {
     const task: Task = {
       id: this.#nextTaskId++,
       data,
       transfer: options.transfer ?? [],
       exclusive: options.exclusive ?? false,
-      resolve: resolve as (value: unknown) => void,
-      reject,
+      onResult: options.onResult as ((value: never) => void) | undefined,
+      onError: options.onError,
+      deferred: undefined,
+      ok: false,
+      value: undefined,
+      error: undefined,
+      notified: false,
       onMessage: options.onMessage as ((message: never) => void) | undefined,
       onCredit: options.onCredit,
       signal: options.signal,
@@ -419,14 +486,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       slot: undefined,
       settled: false,
     };
-    const job: Job<Result> = {
-      result: promise,
-      send: (message, transfer) =>
-        this.#sendTo(task, { type: "message", job: task.id, data: message }, transfer),
-      credit: (bytes, buffers) =>
-        this.#sendTo(task, { type: "credit", job: task.id, bytes, buffers }, buffers),
-      cancel: (reason) => this.#cancel(task, reason),
-    };
+    const job = new SubmittedJob<Result>(task, this.#jobOps);
     const refusal = this.#refusal(options.signal);
     if (refusal !== undefined) {
       this.#settle(task, refusal, false);
@@ -769,14 +829,32 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       this.#runTimes[this.#sampleIndex] = now - task.startedAt;
       this.#sampleIndex = (this.#sampleIndex + 1) % SAMPLE_SIZE;
     }
-    if (ok) {
-      this.#completed++;
-      task.resolve(value);
-    } else {
-      this.#failed++;
-      task.reject(error);
-    }
+    if (ok) this.#completed++;
+    else this.#failed++;
+    task.ok = ok;
+    task.value = value;
+    task.error = error;
+    // Told in a later microtask, as promise callbacks would be: never in the
+    // middle of the pool's own bookkeeping. One microtask for all the jobs
+    // settled in this turn.
+    this.#settledTasks.push(task);
+    if (this.#settledTasks.length === 1) queueMicrotask(this.#notify);
   }
+
+  #notify = (): void => {
+    const tasks = this.#settledTasks;
+    this.#settledTasks = [];
+    for (const task of tasks) {
+      task.notified = true;
+      if (task.ok) {
+        task.onResult?.(task.value as never);
+        task.deferred?.resolve(task.value);
+      } else {
+        task.onError?.(task.error);
+        task.deferred?.reject(task.error);
+      }
+    }
+  };
 
   #cancel(task: Task, reason: unknown): void {
     if (task.settled) return;

@@ -226,16 +226,14 @@ export class Exchange {
         this.#inFlight -= bytes;
         this.#events.onCredit(this);
       },
+      onResult: (end) => this.#done(end),
+      onError: (error) => this.#failed(job, error),
     });
     this.#job = job;
     if (exclusive) {
       for (const bytes of this.#replay ?? []) job.send({ bytes });
       if (this.#bodyEnded && this.#start!.body) job.send({ end: true });
     }
-    job.result.then(
-      (end) => this.#done(end),
-      (error) => this.#failed(job, error),
-    );
   }
 
   #onPart(part: ResponsePart, notify = true): void {

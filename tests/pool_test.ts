@@ -294,3 +294,45 @@ Deno.test("WorkerPool: an exclusive job waiting for an idle worker does not hold
   assert.equal(await exclusive, "alone");
   await Promise.all(busy);
 });
+
+Deno.test("WorkerPool.submit() tells onResult and onError in a later microtask, and result still settles when read late", async () => {
+  await using pool = faultPool({ size: 1 });
+  const told: string[] = [];
+  const results = Promise.withResolvers<void>();
+  let pending = 2;
+  const settled = () => --pending === 0 && results.resolve();
+  const ok = pool.submit({ op: "echo", value: "fine" }, {
+    onResult: (value) => {
+      told.push(`result ${value}`);
+      settled();
+    },
+  });
+  const bad = pool.submit({ op: "throw", message: "bad input" }, {
+    onError: (error) => {
+      told.push(`error ${(error as Error).message}`);
+      settled();
+    },
+  });
+  await results.promise;
+  assert.deepEqual(told, ["result fine", "error bad input"]);
+  // Asked for only now, after the callbacks ran: the same outcome.
+  assert.equal(await ok.result, "fine");
+  await assert.rejects(bad.result, /bad input/);
+});
+
+Deno.test("WorkerPool.submit() refused at once still tells onError later, not during submit()", async () => {
+  await using pool = faultPool({ size: 1, maxQueue: 0 });
+  const gated = gate();
+  const running = pool.run({ op: "gate", shared: gated.shared, tag: 0 });
+  await until(() => gated.started() === 1);
+  const told: { error?: Error } = {};
+  const job = pool.submit({ op: "echo", value: 1 }, {
+    onError: (error) => told.error = error as Error,
+  });
+  const toldError = () => told.error;
+  assert.equal(toldError(), undefined);
+  await assert.rejects(job.result, (error: WorkerPoolError) => error.code === "queue-full");
+  assert.ok(toldError() instanceof WorkerPoolError);
+  gated.open();
+  await running;
+});
