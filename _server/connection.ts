@@ -242,7 +242,8 @@ export class Connection {
       let n: number | null;
       this.#readPending = true;
       try {
-        n = await this.#conn.read(this.#buf.subarray(this.#end));
+        // Usually the buffer is empty: read into it whole, without a view.
+        n = await this.#conn.read(this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end));
       } catch {
         n = null;
       } finally {
@@ -469,7 +470,12 @@ export class Connection {
           if (exchange.close || exchange.broken) break;
         }
         if (parts.length === 1 || (parts.length > 1 && totalOf(parts) < COALESCE_LIMIT)) {
-          await this.#writeAll(concat(parts));
+          // Usually one write takes it all: no #writeAll call (and promise) for it.
+          const bytes = concat(parts);
+          this.#writeDeadline = this.#options.clock.now + this.#options.writeTimeout;
+          const n = await this.#conn.write(bytes);
+          if (n < bytes.length) await this.#writeAll(bytes.subarray(n));
+          this.#writeDeadline = Infinity;
         } else if (parts.length > 0) {
           await this.#writeParts(parts);
         }
