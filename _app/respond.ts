@@ -232,12 +232,9 @@ class ResponseSender {
           : "none";}
       return this.#whole(status, response.statusText, fields, undefined);
     }
-    const reader = body.getReader();
-    try {
-      return await this.#stream(reader, status, response.statusText, fields);
-    } finally {
-      reader.releaseLock();
-    }
+    // The reader keeps its lock: the stream is read to its end or cancelled,
+    // and releasing a lock costs a TypeError (with its stack) per response.
+    return this.#stream(body.getReader(), status, response.statusText, fields);
   }
 
   async #stream(
