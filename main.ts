@@ -57,6 +57,26 @@ export interface ServeOptions {
    */
   sleepMs?: number;
   /**
+   * A `Cache-Control` value sent with every static file response (200, 206, 304).
+   * @default {undefined}
+   */
+  cacheControl?: string;
+  /**
+   * `Access-Control-Allow-Origin: *` on static responses, and answers to CORS preflights.
+   * @default {false}
+   */
+  cors?: boolean;
+  /**
+   * A GET for a missing path without a file extension serves the root's `index.html`.
+   * @default {false}
+   */
+  spa?: boolean;
+  /**
+   * A directory without `index.html` gets a streamed HTML listing instead of 404.
+   * @default {false}
+   */
+  dirListing?: boolean;
+  /**
    * URL of a module whose default export has `fetch(request)`, used instead
    * of the static handler.
    * @default {undefined}
@@ -230,6 +250,10 @@ export class Server {
     const config: WorkerConfig = {
       root: o.root,
       sleepMs: o.sleepMs,
+      cacheControl: o.cacheControl,
+      cors: o.cors ?? false,
+      spa: o.spa ?? false,
+      dirListing: o.dirListing ?? false,
       handler: o.handler === undefined ? undefined : String(o.handler),
       window: RESPONSE_WINDOW,
     };
@@ -479,7 +503,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
   if (values.help === true) return "help";
   const text = (name: string) => values[name] as string | undefined;
   const handler = text("handler");
-  const logLevel = values["log-level"] as string | undefined;
+  const logLevel = text("log-level");
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError(
       `--log-level must be one of ${LOG_LEVELS.join(", ")}, received ${logLevel}`,
@@ -494,37 +518,54 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     }
     return Number(value);
   };
-  const port = int("port", values.port as string | undefined, 0);
+  const port = int("port", text("port"), 0);
   if (port !== undefined && port > 65535) {
     throw new UsageError(`--port must be at most 65535, received ${port}`);
   }
   return {
     port,
-    hostname: values.hostname as string | undefined,
-    workers: int("workers", values.workers as string | undefined, 1),
+    hostname: text("hostname"),
+    workers: int("workers", text("workers"), 1),
     workerConcurrency: int(
       "worker-concurrency",
-      values["worker-concurrency"] as string | undefined,
+      text("worker-concurrency"),
       1,
     ),
-    root: values.root as string | undefined,
-    sleepMs: int("sleep-ms", values["sleep-ms"] as string | undefined, 0),
+    root: text("root"),
+    sleepMs: int("sleep-ms", text("sleep-ms"), 0),
     handler: handler === undefined ? undefined : new URL(handler, `file://${Deno.cwd()}/`).href,
     logLevel: logLevel as LogLevel | undefined,
     accessLog: values.quiet !== true,
-    maxBody: int("max-body", values["max-body"] as string | undefined, 0),
-    maxHead: int("max-head", values["max-head"] as string | undefined, 64),
-    maxRequests: int("max-requests", values["max-requests"] as string | undefined, 1),
-    maxConnections: int("max-connections", values["max-connections"] as string | undefined, 1),
-    maxQueue: int("max-queue", values["max-queue"] as string | undefined, 0),
-    queueTimeout: int("queue-timeout", values["queue-timeout"] as string | undefined, 1),
+    maxBody: int("max-body", text("max-body"), 0),
+    maxHead: int("max-head", text("max-head"), 64),
+    maxRequests: int("max-requests", text("max-requests"), 1),
+    maxConnections: int("max-connections", text("max-connections"), 1),
+    maxQueue: int("max-queue", text("max-queue"), 0),
+    queueTimeout: int("queue-timeout", text("queue-timeout"), 1),
     stats: values.stats === true ? true : undefined,
-    timeout: int("timeout", values.timeout as string | undefined, 1),
-    writeTimeout: int("write-timeout", values["write-timeout"] as string | undefined, 1),
-    idleTimeout: int("idle-timeout", values["idle-timeout"] as string | undefined, 1),
-    headTimeout: int("head-timeout", values["head-timeout"] as string | undefined, 1),
-    shutdownTimeout: int("shutdown-timeout", values["shutdown-timeout"] as string | undefined, 0),
+    timeout: int("timeout", text("timeout"), 1),
+    writeTimeout: int("write-timeout", text("write-timeout"), 1),
+    idleTimeout: int("idle-timeout", text("idle-timeout"), 1),
+    headTimeout: int("head-timeout", text("head-timeout"), 1),
+    shutdownTimeout: int("shutdown-timeout", text("shutdown-timeout"), 0),
+    cacheControl: headerValue("cache-control", text("cache-control")),
+    cors: values.cors === true ? true : undefined,
+    spa: values.spa === true ? true : undefined,
+    dirListing: values["dir-listing"] === true ? true : undefined,
   };
+}
+
+/** A flag's value that goes out as a header value: visible ASCII, spaces and tabs only. */
+function headerValue(name: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[\x21-\x7e]([\t\x20-\x7e]*[\x21-\x7e])?$/.test(value)) {
+    throw new UsageError(
+      `--${name} must be a header value (visible ASCII, inner spaces), received ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value;
 }
 
 function definedOnly<T extends object>(options: T): Partial<T> {

@@ -30,6 +30,10 @@ async function loadApp(config: WorkerConfig): Promise<App> {
   const app = await createStaticApp({
     root: config.root,
     sleepMs: config.sleepMs,
+    cacheControl: config.cacheControl,
+    cors: config.cors,
+    spa: config.spa,
+    dirListing: config.dirListing,
     block: blockThread,
   });
   return { fetch: app.fetch, static: app };

@@ -27,6 +27,14 @@ export interface StaticOptions {
   sleepMs: number;
   /** Blocks the worker's thread, as the book's `thread::sleep` does. */
   block: (ms: number) => Promise<void>;
+  /** Sent as `Cache-Control` with every file response (200, 206, 304). */
+  cacheControl?: string;
+  /** `Access-Control-Allow-Origin: *` on every response, and CORS preflights answered. */
+  cors?: boolean;
+  /** A GET or HEAD for a missing path without a file extension serves the root's `index.html`. */
+  spa?: boolean;
+  /** A directory without `index.html` gets a streamed HTML listing instead of 404. */
+  dirListing?: boolean;
 }
 
 /** A response kept ready to send: its status, header lines and body. */
@@ -66,6 +74,8 @@ interface CacheEntry {
 }
 
 const ALLOW = "GET, HEAD, OPTIONS";
+/** Rows of a directory listing produced per pull: the listing streams. */
+const LISTING_ROWS = 256;
 const KNOWN_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE"]);
 
 /**
@@ -105,10 +115,12 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     });
   }
 
-  /** Maps a raw request path to a file inside the root, or a status. */
+  /** Maps a raw request path to a file inside the root, a directory to list, or a status. */
   async function resolve(
     rawPath: string,
-  ): Promise<{ realPath: string; info: Deno.FileInfo } | Response> {
+  ): Promise<
+    { realPath: string; info: Deno.FileInfo } | { listing: string; path: string } | Response
+  > {
     const queryAt = rawPath.indexOf("?");
     const encoded = queryAt === -1 ? rawPath : rawPath.slice(0, queryAt);
     let decoded: string;
@@ -141,7 +153,11 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
           headers: { location: `${path}/${query}`, "content-length": "0" },
         });
       }
-      return resolve(`${encoded}index.html`);
+      const index = await resolve(`${encoded}index.html`);
+      if (options.dirListing && index instanceof Response && index.status === 404) {
+        return { listing: realPath, path: `/${segments.map((s) => `${s}/`).join("")}` };
+      }
+      return index;
     }
     // A file is not a directory: `/hello.html/` names nothing (nginx agrees).
     if (!info.isFile || encoded.endsWith("/")) return plain(404, "Not Found");
@@ -166,13 +182,18 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       "last-modified": lastModified,
       "accept-ranges": "bytes",
     };
+    // Kept in the cached answer too, so the fast path sends them as well.
+    if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
+    if (options.cors) headers["access-control-allow-origin"] = "*";
     const isHead = request.method === "HEAD";
 
     if (preconditionFails(request.headers, mtime)) {
       return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
     }
     if (isNotModified(request.headers, etag, mtime)) {
-      return new Response(null, { status: 304, headers: { etag, "last-modified": lastModified } });
+      const notModified: Record<string, string> = { etag, "last-modified": lastModified };
+      if (options.cacheControl !== undefined) notModified["cache-control"] = options.cacheControl;
+      return new Response(null, { status: 304, headers: notModified });
     }
 
     const range = request.method === "GET"
@@ -257,10 +278,16 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   }
 
   async function fetch(request: Request): Promise<Response> {
-    const method = request.method;
-    if (method === "OPTIONS") {
-      return new Response(null, { status: 204, headers: { allow: ALLOW } });
+    const response = await route(request);
+    if (options.cors && !response.headers.has("access-control-allow-origin")) {
+      response.headers.set("access-control-allow-origin", "*");
     }
+    return response;
+  }
+
+  async function route(request: Request): Promise<Response> {
+    const method = request.method;
+    if (method === "OPTIONS") return options.cors ? preflight(request) : optionsAnswer();
     if (method !== "GET" && method !== "HEAD") {
       return KNOWN_METHODS.has(method)
         ? plain(405, STATUS_TEXT[405], { allow: ALLOW })
@@ -268,21 +295,94 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     }
     const url = new URL(request.url);
     const rawPath = url.pathname + url.search;
-    let lookup = rawPath;
     // The query does not change which file is served, so it is not part of the key.
     let cacheKey: string | undefined = url.pathname;
+    let found;
     if (url.pathname === "/") {
-      lookup = "/hello.html";
+      // A site's own index.html; the book's hello.html where there is none.
+      found = await resolve("/index.html");
+      if (found instanceof Response) found = await resolve("/hello.html");
+      if (found instanceof Response && options.dirListing) found = await resolve("/");
     } else if (url.pathname === "/sleep") {
       // The book's slow request: this worker's thread is blocked for the
       // whole wait, as thread::sleep blocks a thread in the book.
       await options.block(options.sleepMs);
-      lookup = "/hello.html";
+      found = await resolve("/hello.html");
       cacheKey = undefined;
+    } else {
+      found = await resolve(rawPath);
     }
-    const found = await resolve(lookup);
+    if (found instanceof Response && found.status === 404 && options.spa) {
+      // A client-side route: no file extension in its last segment.
+      const last = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+      if (!last.includes(".")) {
+        const index = await resolve("/index.html");
+        if (!(index instanceof Response) && !("listing" in index)) {
+          return serveFile(request, index.realPath, index.info, undefined);
+        }
+      }
+    }
     if (found instanceof Response) return found.status === 404 ? notFound(method) : found;
+    if ("listing" in found) return listDirectory(found.listing, found.path, method === "HEAD");
     return serveFile(request, found.realPath, found.info, cacheKey);
+  }
+
+  function optionsAnswer(): Response {
+    return new Response(null, { status: 204, headers: { allow: ALLOW } });
+  }
+
+  /** A CORS preflight (an OPTIONS with Access-Control-Request-Method), or a plain OPTIONS. */
+  function preflight(request: Request): Response {
+    const wanted = request.headers.get("access-control-request-method");
+    if (wanted === null) return optionsAnswer();
+    const headers: Record<string, string> = {
+      allow: ALLOW,
+      "access-control-allow-origin": "*",
+      "access-control-allow-methods": ALLOW,
+      "access-control-max-age": "86400",
+    };
+    const asked = request.headers.get("access-control-request-headers");
+    if (asked !== null) headers["access-control-allow-headers"] = asked;
+    return new Response(null, { status: 204, headers });
+  }
+
+  /**
+   * An HTML listing of `dir`, streamed: the names are read and sorted first
+   * (dotfiles left out), then rows are produced as the client takes them,
+   * with each entry's size and modification time.
+   */
+  async function listDirectory(dir: string, path: string, isHead: boolean): Promise<Response> {
+    const headers = { "content-type": "text/html; charset=utf-8" };
+    if (isHead) return new Response(null, { status: 200, headers });
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.name.startsWith(".")) names.push(entry.name);
+    }
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const title = escapeHtml(path);
+    let next = 0;
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode(
+          `<!doctype html>\n<meta charset="utf-8">\n<title>Index of ${title}</title>\n` +
+            `<h1>Index of ${title}</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Modified</th></tr>\n` +
+            (path === "/" ? "" : `<tr><td><a href="../">../</a></td><td></td><td></td></tr>\n`),
+        ));
+      },
+      async pull(controller) {
+        let rows = "";
+        for (const end = Math.min(next + LISTING_ROWS, names.length); next < end; next++) {
+          rows += await listingRow(dir, names[next]);
+        }
+        if (rows !== "") controller.enqueue(encoder.encode(rows));
+        if (next === names.length) {
+          controller.enqueue(encoder.encode("</table>\n"));
+          controller.close();
+        }
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { status: 200, headers });
   }
 
   function fast(method: string, path: string, conditional: boolean): CachedResponse | undefined {
@@ -371,4 +471,24 @@ function parseRange(
   if (match[2] !== "" && Number(match[2]) < first) return undefined;
   if (first >= size) return "unsatisfiable";
   return [first, last];
+}
+
+/** One row of a directory listing; an entry that vanished or can't be read shows no size. */
+async function listingRow(dir: string, name: string): Promise<string> {
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = await Deno.stat(`${dir}/${name}`);
+  } catch {
+    // Gone since the directory was read, or a dangling link.
+  }
+  const slash = info?.isDirectory ? "/" : "";
+  const size = info === undefined || info.isDirectory ? "" : String(info.size);
+  const modified = info?.mtime ? info.mtime.toISOString().slice(0, 19).replace("T", " ") : "";
+  return `<tr><td><a href="${encodeURIComponent(name)}${slash}">${escapeHtml(name)}${slash}</a>` +
+    `</td><td>${size}</td><td>${modified}</td></tr>\n`;
+}
+
+/** Text made safe for HTML content and attribute values. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

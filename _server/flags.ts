@@ -28,6 +28,15 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: "root", value: "<dir>", default: "static", help: "directory to serve" },
   { name: "sleep-ms", value: "<ms>", default: "5000", help: "how long GET /sleep takes" },
   {
+    name: "cache-control",
+    value: "<value>",
+    default: "none",
+    help: "Cache-Control header for static files",
+  },
+  { name: "cors", default: "off", help: "allow any origin to use static files (CORS)" },
+  { name: "spa", default: "off", help: "serve index.html for missing paths without an extension" },
+  { name: "dir-listing", default: "off", help: "list directories that have no index.html" },
+  {
     name: "handler",
     value: "<module>",
     default: "none",

@@ -88,6 +88,14 @@ export interface WorkerConfig {
   root: string;
   /** How long `GET /sleep` blocks its worker, in milliseconds. */
   sleepMs: number;
+  /** Sent as `Cache-Control` with static file responses. */
+  cacheControl?: string;
+  /** `Access-Control-Allow-Origin: *` on static responses, and preflight answers. */
+  cors: boolean;
+  /** Missing extensionless paths serve the root's `index.html`. */
+  spa: boolean;
+  /** Directories without `index.html` get a listing. */
+  dirListing: boolean;
   /** URL of a module whose default export has `fetch(request)`; replaces the static handler. */
   handler?: string;
   /** Bytes of response body the worker may send before the main thread credits them. */

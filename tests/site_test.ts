@@ -1,0 +1,165 @@
+/**
+ * Static sites as people serve them: the root's index.html, and the
+ * --cache-control, --cors, --spa and --dir-listing flags, over raw sockets.
+ */
+import assert from "node:assert/strict";
+import { serve, type ServeOptions } from "../main.ts";
+import { exchange, type RawResponse } from "./_http_client.ts";
+
+async function site(files: Record<string, string>, options: ServeOptions = {}) {
+  const root = await Deno.makeTempDir({ prefix: "brigade-site-" });
+  for (const [name, content] of Object.entries(files)) {
+    const path = `${root}/${name}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    if (name.endsWith("/")) continue;
+    await Deno.writeTextFile(path, content);
+  }
+  const server = await serve({ port: 0, workers: 1, root, logLevel: "warn", ...options });
+  return {
+    /** Sends one request (method, path, extra header lines) and returns its response. */
+    async ask(method: string, path: string, headers = ""): Promise<RawResponse> {
+      const request = `${method} ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`;
+      const { responses } = await exchange(server.addr.port, request, {
+        headRequests: [method === "HEAD"],
+      });
+      return responses[0];
+    },
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}
+
+Deno.test("GET / serves the root's index.html when there is one, and the book's hello.html otherwise", async () => {
+  {
+    await using s = await site({ "index.html": "<p>site</p>", "hello.html": "<p>hello</p>" });
+    const first = await s.ask("GET", "/");
+    assert.deepEqual([first.status, first.body], [200, "<p>site</p>"]);
+    // Again, from the worker's memory cache.
+    assert.equal((await s.ask("GET", "/?again")).body, "<p>site</p>");
+  }
+  {
+    await using s = await site({ "hello.html": "<p>hello</p>" });
+    assert.deepEqual(
+      [(await s.ask("GET", "/")).status, (await s.ask("GET", "/")).body],
+      [200, "<p>hello</p>"],
+    );
+  }
+});
+
+Deno.test("--cache-control is sent with 200, 206 and 304 file responses, and nothing by default", async () => {
+  const files = { "a.css": "body { color: red }\n" };
+  {
+    await using s = await site(files, { cacheControl: "public, max-age=60" });
+    const full = await s.ask("GET", "/a.css");
+    const cached = await s.ask("GET", "/a.css");
+    const range = await s.ask("GET", "/a.css", "Range: bytes=0-3\r\n");
+    const etag = full.headers.get("etag")!;
+    const revalidated = await s.ask("GET", "/a.css", `If-None-Match: ${etag}\r\n`);
+    assert.deepEqual(
+      [full, cached, range, revalidated].map((r) => [r.status, r.headers.get("cache-control")]),
+      [
+        [200, "public, max-age=60"],
+        [200, "public, max-age=60"],
+        [206, "public, max-age=60"],
+        [304, "public, max-age=60"],
+      ],
+    );
+  }
+  {
+    await using s = await site(files);
+    assert.equal((await s.ask("GET", "/a.css")).headers.get("cache-control"), undefined);
+  }
+});
+
+Deno.test("--cors allows any origin on static responses and answers preflights; without it, neither", async () => {
+  const files = { "font.woff2": "font" };
+  {
+    await using s = await site(files, { cors: true });
+    const origin = "Origin: https://other.example\r\n";
+    for (
+      const response of [
+        await s.ask("GET", "/font.woff2", origin),
+        await s.ask("GET", "/font.woff2", origin),
+      ]
+    ) {
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    }
+    const missing = await s.ask("GET", "/nope.woff2", origin);
+    assert.deepEqual([missing.status, missing.headers.get("access-control-allow-origin")], [
+      404,
+      "*",
+    ]);
+    const preflight = await s.ask(
+      "OPTIONS",
+      "/font.woff2",
+      `${origin}Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: x-trace\r\n`,
+    );
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+    assert.equal(preflight.headers.get("access-control-allow-methods"), "GET, HEAD, OPTIONS");
+    assert.equal(preflight.headers.get("access-control-allow-headers"), "x-trace");
+  }
+  {
+    await using s = await site(files);
+    const response = await s.ask("GET", "/font.woff2", "Origin: https://other.example\r\n");
+    assert.equal(response.headers.get("access-control-allow-origin"), undefined);
+    const preflight = await s.ask(
+      "OPTIONS",
+      "/font.woff2",
+      "Origin: https://other.example\r\nAccess-Control-Request-Method: GET\r\n",
+    );
+    assert.deepEqual(
+      [preflight.status, preflight.headers.get("access-control-allow-origin")],
+      [204, undefined],
+    );
+  }
+});
+
+Deno.test("--spa serves index.html for a missing path without an extension, and 404 for a missing file with one", async () => {
+  const files = { "index.html": "<div id=app></div>", "app.js": "start()" };
+  {
+    await using s = await site(files, { spa: true });
+    const route = await s.ask("GET", "/users/42");
+    assert.deepEqual([route.status, route.body], [200, "<div id=app></div>"]);
+    assert.equal((await s.ask("GET", "/app.js")).body, "start()");
+    assert.equal((await s.ask("GET", "/missing.js")).status, 404);
+  }
+  {
+    await using s = await site(files);
+    assert.equal((await s.ask("GET", "/users/42")).status, 404);
+  }
+});
+
+Deno.test("--dir-listing streams a sorted, escaped listing without dotfiles; without it a bare directory is 404", async () => {
+  const files = {
+    "files/b.txt": "12345",
+    "files/a&<x>.txt": "1",
+    "files/.secret": "hidden",
+    "files/sub/": "",
+    "files/sub/c.txt": "c",
+  };
+  {
+    await using s = await site(files, { dirListing: true });
+    const listing = await s.ask("GET", "/files/");
+    assert.equal(listing.status, 200);
+    assert.equal(listing.headers.get("transfer-encoding"), "chunked");
+    assert.match(listing.headers.get("content-type")!, /^text\/html/);
+    const links = [...listing.body.matchAll(/<a href="([^"]*)">([^<]*)<\/a>/g)]
+      .map(([, href, text]) => `${href} ${text}`);
+    assert.deepEqual(links, [
+      "../ ../",
+      "a%26%3Cx%3E.txt a&#38;&#60;x&#62;.txt",
+      "b.txt b.txt",
+      "sub/ sub/",
+    ]);
+    assert.match(listing.body, /b\.txt<\/a><\/td><td>5<\/td>/);
+    assert.doesNotMatch(listing.body, /secret/);
+  }
+  {
+    await using s = await site(files);
+    assert.equal((await s.ask("GET", "/files/")).status, 404);
+  }
+});
