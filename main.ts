@@ -254,7 +254,10 @@ export class Server {
       cors: o.cors ?? false,
       spa: o.spa ?? false,
       dirListing: o.dirListing ?? false,
-      handler: o.handler === undefined ? undefined : String(o.handler),
+      // A relative path means the caller's working directory, as on the command line.
+      handler: o.handler === undefined
+        ? undefined
+        : new URL(o.handler, `file://${Deno.cwd()}/`).href,
       window: RESPONSE_WINDOW,
     };
     this.#pool = new WorkerPool(new URL("./worker.ts", import.meta.url), {
@@ -335,6 +338,11 @@ export class Server {
   close(): Promise<ShutdownReport> {
     this.#closed ??= this.#shutDown();
     return this.#closed;
+  }
+
+  /** @internal Resolves once every worker is ready; rejects at the first that fails to start. */
+  started(): Promise<void> {
+    return this.#pool.ready();
   }
 
   /** Same as {@linkcode close}, for `await using`. */
@@ -455,7 +463,7 @@ export class Server {
  * await response.body?.cancel();
  * ```
  */
-export function serve(options: ServeOptions = {}): Promise<Server> {
+export async function serve(options: ServeOptions = {}): Promise<Server> {
   const workers = options.workers ?? navigator.hardwareConcurrency;
   if (!Number.isInteger(workers) || workers < 1) {
     return Promise.reject(
@@ -468,7 +476,13 @@ export function serve(options: ServeOptions = {}): Promise<Server> {
     hostname: options.hostname ?? DEFAULTS.hostname,
     port: options.port ?? DEFAULTS.port,
   });
-  return Promise.resolve(new Server(listener, options));
+  const server = new Server(listener, options);
+  // Every worker must start (and load the handler module) before the server
+  // counts as started: a bad root, module or permission fails here, at once.
+  return server.started().then(() => server, async (error) => {
+    await server.close();
+    throw error;
+  });
 }
 
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
@@ -492,7 +506,8 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args,
+      // `deno task start -- --port 0` passes the `--` on: it separates nothing here.
+      args: args[0] === "--" ? args.slice(1) : args,
       strict: true,
       allowPositionals: false,
       options: { ...parseArgsOptions(), help: { type: "boolean", short: "h" } },

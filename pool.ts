@@ -244,6 +244,8 @@ interface Slot {
   worker: Worker;
   channel: Channel<ToWorker, FromWorker>;
   ready: boolean;
+  /** One of the workers the pool started with (not a replacement). */
+  firstStart: boolean;
   tasks: Map<number, Task>;
   exclusive: boolean;
   /** Number of the last envelope that carried a run frame. */
@@ -339,6 +341,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   #nextTaskId = 1;
   #nextWorkerId = 0;
   #startupFailures = 0;
+  /** Workers of the first start not ready yet; 0 once all were. */
+  #unstarted = 0;
+  #startError: WorkerPoolError | undefined;
+  #readyWaiters: PromiseWithResolvers<void>[] = [];
   #broken: WorkerPoolError | undefined;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
@@ -403,10 +409,40 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     this.#workerData = options.workerData;
     this.#logger = options.logger ?? { info() {} };
     for (let i = 0; i < size; i++) {
-      const slot = this.#spawn();
+      const slot = this.#spawn(true);
       this.#slots.push(slot);
       this.#idle.push(slot);
     }
+    this.#unstarted = size;
+  }
+
+  /**
+   * Waits for every worker the pool started with to finish its setup. Jobs
+   * need not wait for this; a server does, to fail fast at start-up.
+   *
+   * @returns A promise that resolves once all `size` workers are ready.
+   * @throws {WorkerPoolError} With code `"startup-failed"` as soon as any of
+   * them dies before it is ready (a bad module, a setup that throws, a
+   * missing permission), with that worker's error as the message.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { WorkerPool } from "./pool.ts";
+   *
+   * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
+   * await using pool = new WorkerPool(url, { size: 2 });
+   * await pool.ready();
+   * assert.equal(pool.stats().idle, 2);
+   * ```
+   */
+  ready(): Promise<void> {
+    if (this.#startError !== undefined) return Promise.reject(this.#startError);
+    if (this.#broken !== undefined) return Promise.reject(this.#broken);
+    if (this.#unstarted === 0) return Promise.resolve();
+    const waiter = Promise.withResolvers<void>();
+    this.#readyWaiters.push(waiter);
+    return waiter.promise;
   }
 
   /** The number of workers, fixed at construction. */
@@ -634,7 +670,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     return this.#idle.length > 0 || this.#slots.some((slot) => this.#canTake(slot));
   }
 
-  #spawn(): Slot {
+  #spawn(firstStart = false): Slot {
     const id = this.#nextWorkerId++;
     const worker = new Worker(this.#url, { type: "module", name: `worker-${id}` });
     const { port1, port2 } = new MessageChannel();
@@ -652,6 +688,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       pingAt: 0,
       pingEnvelope: 0,
       blockedUntil: 0,
+      firstStart,
     };
     slot.channel = new Channel<ToWorker, FromWorker>(port1, (envelope) => {
       this.#onEnvelope(slot, envelope);
@@ -766,6 +803,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       if (frame.type === "ready") {
         slot.ready = true;
         this.#startupFailures = 0;
+        if (slot.firstStart && this.#unstarted > 0 && --this.#unstarted === 0) {
+          for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
+        }
         for (const task of slot.tasks.values()) this.#start(slot, task);
         continue;
       }
@@ -878,6 +918,20 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     if (!this.#slots.includes(slot)) return;
     const tasks = [...slot.tasks.values()];
     slot.tasks.clear();
+    if (!slot.ready && slot.firstStart && this.#startError === undefined) {
+      // The first start failed: whoever waits in ready() hears it now.
+      this.#startError = new WorkerPoolError(
+        "startup-failed",
+        `Cannot start worker ${slot.id}, received ${firstLine(describe(cause))}`,
+        { cause },
+      );
+      if (this.#readyWaiters.length > 0) {
+        for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(this.#startError);
+        // Whoever waits for the start decides what happens now: no retries.
+        this.#break(cause, this.#startError);
+        return;
+      }
+    }
     if (!slot.ready) {
       // Died while starting. Its jobs were held back until "ready", so they
       // certainly never ran: they go back to the front of the queue.
@@ -1027,15 +1081,16 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     this.#pump();
   }
 
-  #break(cause: unknown): void {
-    this.#broken = new WorkerPoolError(
+  /** Stops the pool for good; `reported` is an error its caller was already given. */
+  #break(cause: unknown, reported?: WorkerPoolError): void {
+    this.#broken = reported ?? new WorkerPoolError(
       "startup-failed",
       `Cannot run a job: ${this.#startupFailures} workers in a row died while starting; last error: ${
         describe(cause)
       }`,
       { cause },
     );
-    this.#logger.info(this.#broken.message);
+    if (reported === undefined) this.#logger.info(this.#broken.message);
     for (const task of this.#queue.drain()) this.#settle(task, this.#broken, false);
     for (const slot of this.#slots) {
       for (const task of slot.tasks.values()) this.#settle(task, this.#broken, false);
@@ -1054,6 +1109,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     const resolve = this.#resolveClosed;
     this.#resolveClosed = undefined;
     this.#stopSweeper();
+    for (const waiter of this.#readyWaiters.splice(0)) {
+      waiter.reject(new WorkerPoolError("closed", "Cannot start: the pool was closed first"));
+    }
     for (const slot of this.#slots) {
       this.#logger.info(`Shutting down worker ${slot.id}`);
       slot.worker.terminate();
@@ -1079,6 +1137,11 @@ function checkLimit(name: string, value: number | undefined, allowZero: boolean)
 
 function describe(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
+}
+
+function firstLine(text: string): string {
+  const end = text.indexOf("\n");
+  return end === -1 ? text : text.slice(0, end);
 }
 
 function percentiles(samples: number[]): Percentiles {

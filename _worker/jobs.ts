@@ -156,7 +156,17 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
       if (started) channel.acknowledge();
     };
 
-    app.handler = await setup(init.workerData as WorkerData, init.workerId);
+    try {
+      app.handler = await setup(init.workerData as WorkerData, init.workerId);
+    } catch (error) {
+      // Told to the pool as this worker's end, rather than thrown: the pool
+      // reports it once, and the runtime prints no uncaught error with it.
+      const { name, message } = serializeError(error);
+      channel.send({ type: "exit", reason: `${name}: ${message}` });
+      channel.flush();
+      close();
+      return;
+    }
     channel.send({ type: "ready" });
     for (const envelope of waiting) receive(envelope);
   };

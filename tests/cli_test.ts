@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startServerProcess } from "./_process.ts";
+import { serve } from "../main.ts";
 import { FLAGS } from "../_server/flags.ts";
 
 const PROJECT = new URL("..", import.meta.url).pathname;
@@ -64,4 +65,62 @@ Deno.test("the README's flag table lists every flag, in order, with its default"
     rows.map(([, flag, fallback]) => [flag.split(" ")[0], fallback]),
     FLAGS.map((flag) => [`--${flag.name}`, flag.default]),
   );
+});
+
+Deno.test("a start-up failure (missing root, handler module that cannot load) prints one line and exits 1", async () => {
+  const missing = await Deno.makeTempDir({ prefix: "brigade-missing-" });
+  await Deno.remove(missing);
+  const cases = [
+    { args: ["--root", missing], cause: /No such file|not found/i },
+    { args: ["--handler", `${missing}/app.ts`], cause: /Module not found/ },
+  ];
+  for (const { args, cause } of cases) {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", "--allow-read", "main.ts", "--port", "0", ...args],
+      cwd: PROJECT,
+    }).output();
+    const message = new TextDecoder().decode(stderr);
+    assert.equal(code, 1, message);
+    assert.equal(new TextDecoder().decode(stdout), "", "nothing claims to be listening");
+    assert.equal(message.trimEnd().split("\n").length, 1, message);
+    assert.match(message, /^brigade: cannot start: Cannot start worker \d, received /);
+    assert.match(message, cause);
+  }
+});
+
+Deno.test("deno task start -- --port 0 passes the flags through the separator", async () => {
+  const { child, firstLine } = await startServerProcess([
+    "task",
+    "--quiet",
+    "start",
+    "--",
+    "--port",
+    "0",
+  ]);
+  assert.match(firstLine, /^Listening on http:\/\/127\.0\.0\.1:\d+\/ with \d+ workers$/);
+  child.kill("SIGTERM");
+  assert.equal((await child.status).code, 0);
+});
+
+Deno.test("serve({ handler }) resolves a relative module path against the caller's working directory", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "brigade-app-" });
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    'export default { fetch: () => new Response("from the app folder") };\n',
+  );
+  const before = Deno.cwd();
+  Deno.chdir(dir);
+  try {
+    await using server = await serve({
+      port: 0,
+      workers: 1,
+      handler: "./app.ts",
+      logLevel: "warn",
+    });
+    const response = await fetch(server.url);
+    assert.equal(await response.text(), "from the app folder");
+  } finally {
+    Deno.chdir(before);
+    await Deno.remove(dir, { recursive: true });
+  }
 });

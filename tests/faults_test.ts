@@ -122,11 +122,11 @@ Deno.test("a client that disconnects while queued has its request dropped", asyn
   assert.equal((await status(new URL("/hits", server.url))).body, "0");
 });
 
-Deno.test("workers that die while starting stop the respawning and get 503", async () => {
-  await using server = await start({ handler: BROKEN_HANDLER });
-  const response = await status(server.url);
-  assert.equal(response.status, 503);
-  assert.ok(server.stats().replaced <= 3, "no respawn loop");
+Deno.test("serve() rejects when its workers die while starting, naming the cause, and leaves nothing running", async () => {
+  await assert.rejects(
+    start({ handler: BROKEN_HANDLER }),
+    /^WorkerPoolError: Cannot start worker \d, received .*broken on purpose/,
+  );
 });
 
 Deno.test("GET /_brigade/stats serves the pool's figures only when --stats is on", async () => {

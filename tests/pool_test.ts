@@ -336,3 +336,22 @@ Deno.test("WorkerPool.submit() refused at once still tells onError later, not du
   gated.open();
   await running;
 });
+
+Deno.test("WorkerPool.ready() resolves once every worker has started", async () => {
+  await using pool = faultPool({ size: 2 });
+  await pool.ready();
+  assert.deepEqual([pool.stats().workers, pool.stats().replaced], [2, 0]);
+});
+
+Deno.test("WorkerPool.ready() rejects at the first start-up failure, with its error, and the pool stops there", async () => {
+  const broken = new URL("./fixtures/broken_worker.ts", import.meta.url);
+  await using pool = new WorkerPool(broken, { size: 2 });
+  await assert.rejects(pool.ready(), (error: WorkerPoolError) => {
+    assert.equal(error.code, "startup-failed");
+    assert.match(error.message, /^Cannot start worker \d, received .*broken on purpose/);
+    return true;
+  });
+  // No retries once the start has been reported: jobs are refused at once.
+  await assert.rejects(pool.run(1), (error: WorkerPoolError) => error.code === "startup-failed");
+  assert.equal(pool.stats().replaced, 0);
+});
