@@ -259,6 +259,7 @@ export class Server {
         ? undefined
         : new URL(o.handler, `file://${Deno.cwd()}/`).href,
       window: RESPONSE_WINDOW,
+      listen: { hostname: listener.addr.hostname, port: listener.addr.port },
     };
     this.#pool = new WorkerPool(new URL("./worker.ts", import.meta.url), {
       size: o.workers,

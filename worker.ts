@@ -16,16 +16,43 @@ import type { RequestStart, ResponseEnd, ResponsePart, WorkerConfig } from "./_s
 
 export type { Handler } from "./_app/respond.ts";
 
-async function loadApp(config: WorkerConfig): Promise<App> {
+/**
+ * Loads the app a worker serves. A handler module follows the `deno serve`
+ * contract: `fetch(request, info)`, `onListen(addr)`, called once per server
+ * (by worker 0), and, on a plain object, `onError(error)` to answer a
+ * handler that threw, as `Deno.serve`'s option does. Module
+ * state is per worker: each worker imports the module once, and its requests
+ * share that instance.
+ */
+async function loadApp(config: WorkerConfig, workerId: number): Promise<App> {
   if (config.handler) {
     const module = await import(config.handler);
-    const fetch = module.default?.fetch;
+    const app = module.default;
+    const fetch = app?.fetch;
     if (typeof fetch !== "function") {
       throw new TypeError(
         `Cannot load handler: ${config.handler} must export default { fetch }, received ${typeof fetch}`,
       );
     }
-    return { fetch: (request) => fetch.call(module.default, request) };
+    if (workerId === 0 && typeof app.onListen === "function") {
+      await app.onListen({ transport: "tcp", ...config.listen });
+    }
+    // Only a plain `export default { fetch, onError }` names an error hook:
+    // a framework's app object (Hono's, say) has an onError of its own that
+    // registers a handler and must not be called with an error.
+    const onError = Object.getPrototypeOf(app) === Object.prototype ? app.onError : undefined;
+    if (typeof onError !== "function") {
+      return { fetch: (request, info) => fetch.call(app, request, info) };
+    }
+    return {
+      async fetch(request, info) {
+        try {
+          return await fetch.call(app, request, info);
+        } catch (error) {
+          return await onError.call(app, error);
+        }
+      },
+    };
   }
   const app = await createStaticApp({
     root: config.root,
@@ -39,8 +66,8 @@ async function loadApp(config: WorkerConfig): Promise<App> {
   return { fetch: app.fetch, static: app };
 }
 
-handleJobs<RequestStart, ResponseEnd, ResponsePart, WorkerConfig>(async (config) => {
-  const app = await loadApp(config);
+handleJobs<RequestStart, ResponseEnd, ResponsePart, WorkerConfig>(async (config, workerId) => {
+  const app = await loadApp(config, workerId);
   return (start, context) => {
     const ended = ({ bodyBytes, last }: Sent): ResponseEnd => ({
       bodyBytes,

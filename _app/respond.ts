@@ -22,7 +22,10 @@ export interface Sent {
 import type { CachedResponse, StaticApp } from "./static.ts";
 
 /** A request handler, as `Deno.serve` and `deno serve` modules take. */
-export type Handler = (request: Request) => Response | Promise<Response>;
+export type Handler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
 
 /** What a worker serves: a handler, and the static app's shortcuts when it is the static app. */
 export interface App {
@@ -83,13 +86,30 @@ async function respond(
   context: JobContext<ResponsePart>,
   out: ResponseSender,
 ): Promise<Sent> {
-  const response = await app.fetch(toRequest(start, context));
-  if (!(response instanceof Response)) {
-    throw new TypeError(
-      `Cannot send response: handler must return a Response, received ${typeof response}`,
-    );
+  let completed: PromiseWithResolvers<void> | undefined;
+  let finished = false;
+  const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
+    remoteAddr: { transport: "tcp", hostname: start.remoteHost, port: start.remotePort },
+    // Made only if the handler asks; settles once the whole response has
+    // left the worker (or failed), as Deno.serve's once it is sent.
+    get completed() {
+      if (finished) return Promise.resolve();
+      completed ??= Promise.withResolvers<void>();
+      return completed.promise;
+    },
+  };
+  try {
+    const response = await app.fetch(toRequest(start, context), info);
+    if (!(response instanceof Response)) {
+      throw new TypeError(
+        `Cannot send response: handler must return a Response, received ${typeof response}`,
+      );
+    }
+    return await out.response(response, app.static?.fileOf(response));
+  } finally {
+    finished = true;
+    completed?.resolve();
   }
-  return await out.response(response, app.static?.fileOf(response));
 }
 
 function isConditional(fields: string[]): boolean {

@@ -74,6 +74,7 @@ export class Connection {
   #onClose: (connection: Connection) => void;
   #framer: Framer;
   #remote: string;
+  #remotePort: number;
 
   #buf: Uint8Array;
   #start = 0;
@@ -123,6 +124,7 @@ export class Connection {
     this.#buf = new Uint8Array(Math.min(READ_SIZE, this.#maxBuffer));
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.#remote = addr.hostname ?? "-";
+    this.#remotePort = addr.port ?? 0;
     this.#setIdle();
     void this.#readLoop();
   }
@@ -399,6 +401,8 @@ export class Connection {
       body: head.hasBody,
       minor: head.minor,
       close,
+      remoteHost: this.#remote,
+      remotePort: this.#remotePort,
     };
     exchange.run(this.#pool, this.#counters, start, head.expectContinue);
   }

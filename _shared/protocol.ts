@@ -100,6 +100,8 @@ export interface WorkerConfig {
   handler?: string;
   /** Bytes of response body the worker may send before the main thread credits them. */
   window: number;
+  /** The listening address, for the handler module's `onListen` (called by worker 0 only). */
+  listen: { hostname: string; port: number };
 }
 
 /** Main → worker, the `run` data: a complete, validated request head. */
@@ -115,6 +117,9 @@ export interface RequestStart {
   minor: number;
   /** The connection closes after this response. */
   close: boolean;
+  /** The client's address, for the handler's `info.remoteAddr`. */
+  remoteHost: string;
+  remotePort: number;
 }
 
 /** Main → worker `message`: request body bytes, and its end. */

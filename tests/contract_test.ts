@@ -1,0 +1,67 @@
+/** The `deno serve` contract for handler modules: fetch(request, info), onListen, onError, and a Hono app. */
+import assert from "node:assert/strict";
+import { serve } from "../main.ts";
+import { readResponses } from "./_http_client.ts";
+
+const CONTRACT = "tests/fixtures/contract_handler.ts";
+
+/** GETs `path` on its own connection; returns the response and the client's own port. */
+async function get(port: number, path: string) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    const { responses } = await readResponses(conn);
+    return { response: responses[0], clientPort: (conn.localAddr as Deno.NetAddr).port };
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("a deno serve handler gets info.remoteAddr of its client and an info.completed promise", async () => {
+  await using server = await serve({ port: 0, workers: 1, handler: CONTRACT, logLevel: "warn" });
+  const { response, clientPort } = await get(server.addr.port, "/");
+  assert.equal(response.status, 200);
+  assert.deepEqual(JSON.parse(response.body), {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: clientPort },
+    completed: true,
+  });
+});
+
+Deno.test("onListen is called once per server, by worker 0, with the listening address", async () => {
+  await using server = await serve({ port: 0, workers: 2, handler: CONTRACT, logLevel: "warn" });
+  const seen = new Set<string>();
+  // Requests spread over both workers: one says where it listens, the other never heard.
+  for (let i = 0; i < 8; i++) seen.add((await get(server.addr.port, "/listened")).response.body);
+  assert.deepEqual(
+    seen,
+    new Set([
+      JSON.stringify({ transport: "tcp", hostname: "127.0.0.1", port: server.addr.port }),
+      "null",
+    ]),
+  );
+});
+
+Deno.test("onError answers for a handler that threw", async () => {
+  await using server = await serve({ port: 0, workers: 1, handler: CONTRACT, logLevel: "warn" });
+  const { response } = await get(server.addr.port, "/throw");
+  assert.deepEqual([response.status, response.body], [500, "onError: the handler threw"]);
+});
+
+Deno.test("a Hono app runs unchanged: its routes, its own error handler, and getConnInfo with the client's address", async () => {
+  await using server = await serve({
+    port: 0,
+    workers: 1,
+    handler: "tests/fixtures/hono_app.ts",
+    logLevel: "warn",
+  });
+  const { response, clientPort } = await get(server.addr.port, "/ip");
+  assert.equal(response.status, 200);
+  assert.deepEqual(JSON.parse(response.body), {
+    address: "127.0.0.1",
+    port: clientPort,
+    transport: "tcp",
+  });
+  assert.equal((await get(server.addr.port, "/hello/brigade")).response.body, "hello brigade");
+  const failed = (await get(server.addr.port, "/throw")).response;
+  assert.deepEqual([failed.status, failed.body], [500, "hono caught: route failed"]);
+});
