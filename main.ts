@@ -285,6 +285,7 @@ export class Server {
       maxOutput: MAX_OUTPUT,
       clock: this.#clock,
       stats: o.stats ? () => JSON.stringify(this.stats()) : undefined,
+      draining: () => this.#closed !== undefined,
       onResponse: accessLog
         ? (exchange: Exchange, remote: string) =>
           accessLog.write(

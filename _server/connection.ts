@@ -45,6 +45,8 @@ export interface ConnectionOptions extends FramingLimits {
   clock: { now: number };
   /** Answers `GET /_brigade/stats` on the main thread, if set. */
   stats: (() => string) | undefined;
+  /** Whether the server is draining: `/_brigade/health` then answers 503. */
+  draining: () => boolean;
   /** Called with each finished exchange, for the access log. */
   onResponse: ((exchange: Exchange, remote: string) => void) | undefined;
 }
@@ -381,17 +383,8 @@ export class Connection {
       );
       return;
     }
-    if (options.stats && head.method === "GET" && head.path === "/_brigade/stats") {
-      const json = options.stats();
-      exchange.answer(
-        textResponse(200, json, "application/json", {
-          close,
-          headers: ["cache-control: no-store"],
-        }),
-        200,
-        close,
-        json.length,
-      );
+    if (head.path.startsWith("/_brigade/")) {
+      this.#builtIn(head, exchange, close);
       return;
     }
     const start: RequestStart = {
@@ -405,6 +398,37 @@ export class Connection {
       remotePort: this.#remotePort,
     };
     exchange.run(this.#pool, this.#counters, start, head.expectContinue);
+  }
+
+  /**
+   * Answers the reserved `/_brigade/` paths on the main thread: `health`
+   * always (200 while serving, 503 once draining), `stats` with --stats, and
+   * 404 for anything else there. None reaches the app.
+   */
+  #builtIn(head: RequestHead, exchange: Exchange, close: boolean): void {
+    const query = head.path.indexOf("?");
+    const path = query === -1 ? head.path : head.path.slice(0, query);
+    const options = this.#options;
+    let status = 404;
+    let body = "Not Found\n";
+    let type = "text/plain; charset=utf-8";
+    if (path === "/_brigade/health") {
+      [status, body] = options.draining() ? [503, "draining\n"] : [200, "serving\n"];
+    } else if (path === "/_brigade/stats" && options.stats) {
+      [status, body, type] = [200, options.stats(), "application/json"];
+    }
+    if (status !== 404 && head.method !== "GET" && head.method !== "HEAD") {
+      [status, body] = [405, "Method Not Allowed\n"];
+    }
+    const bytes = textResponse(status, body, type, {
+      close,
+      headers: status === 405
+        ? ["allow: GET, HEAD", "cache-control: no-store"]
+        : ["cache-control: no-store"],
+    });
+    // HEAD: the same head, no body.
+    const answer = head.method === "HEAD" ? bytes.subarray(0, bytes.length - body.length) : bytes;
+    exchange.answer(answer, status, close, head.method === "HEAD" ? 0 : body.length);
   }
 
   /** Answers a request the framer refused, and closes after it. */

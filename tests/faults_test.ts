@@ -270,3 +270,27 @@ Deno.test("header bytes pass through byte-exact, as Deno.serve sends them (latin
     conn.close();
   }
 });
+
+Deno.test("GET /_brigade/health answers 200 on the main thread; other /_brigade/ paths are 404 and never reach the app", async () => {
+  await using server = await start();
+  const jobs = () => server.stats().completed + server.stats().failed;
+  const health = await status(new URL("/_brigade/health", server.url));
+  assert.deepEqual(health, { status: 200, body: "serving\n" });
+  const { responses } = await exchange(
+    server.addr.port,
+    "HEAD /_brigade/health HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "POST /_brigade/health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    { responses: 2, headRequests: [true, false] },
+  );
+  assert.deepEqual(responses.map((r) => [r.status, r.body]), [[200, ""], [
+    405,
+    "Method Not Allowed\n",
+  ]]);
+  for (const path of ["/_brigade/hit", "/_brigade/stats", "/_brigade/"]) {
+    assert.equal((await status(new URL(path, server.url))).status, 404, path);
+  }
+  // None of them became a job for a worker.
+  assert.equal(jobs(), 0);
+  assert.equal((await status(new URL("/ok", server.url))).status, 200);
+  assert.equal(jobs(), 1);
+});
