@@ -124,3 +124,44 @@ Deno.test("serve({ handler }) resolves a relative module path against the caller
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the README's app recipe serves an app from its own folder with its own import map and lock", async () => {
+  const app = await Deno.makeTempDir({ prefix: "brigade-recipe-" });
+  await Deno.writeTextFile(`${app}/deno.json`, JSON.stringify({ imports: { hono: "npm:hono@4" } }));
+  await Deno.writeTextFile(
+    `${app}/app.ts`,
+    'import { Hono } from "hono";\n' +
+      "const app = new Hono();\n" +
+      'app.get("/", (c) => c.text("hello from my app"));\n' +
+      "export default app;\n",
+  );
+  const ourLock = await Deno.readTextFile(`${PROJECT}/deno.lock`);
+  try {
+    // The recipe, run from the app's folder.
+    const { child, url } = await startServerProcess([
+      "run",
+      "--config",
+      "deno.json",
+      "--allow-net",
+      `--allow-read=.,${PROJECT}`,
+      `${PROJECT}/main.ts`,
+      "--port",
+      "0",
+      "--quiet",
+      "--handler",
+      "app.ts",
+    ], { cwd: app });
+    const response = await fetch(url);
+    assert.equal(await response.text(), "hello from my app");
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+    assert.equal(
+      await Deno.readTextFile(`${PROJECT}/deno.lock`),
+      ourLock,
+      "brigade's lock untouched",
+    );
+    assert.match(await Deno.readTextFile(`${app}/deno.lock`), /npm:hono@4/, "the app's own lock");
+  } finally {
+    await Deno.remove(app, { recursive: true });
+  }
+});
