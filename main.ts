@@ -481,10 +481,13 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
   const server = new Server(listener, options);
   // Every worker must start (and load the handler module) before the server
   // counts as started: a bad root, module or permission fails here, at once.
-  return server.started().then(() => server, async (error) => {
+  try {
+    await server.started();
+  } catch (error) {
     await server.close();
     throw error;
-  });
+  }
+  return server;
 }
 
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
