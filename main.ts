@@ -18,6 +18,7 @@ import {
 } from "./_server/exchange.ts";
 import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_server/log.ts";
 import { FLAGS, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
+import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
 import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
@@ -56,6 +57,11 @@ export interface ServeOptions {
    * @default {5000}
    */
   sleepMs?: number;
+  /**
+   * Serve Prometheus metrics at `GET /_brigade/metrics`.
+   * @default {false}
+   */
+  metrics?: boolean;
   /**
    * A `Cache-Control` value sent with every static file response (200, 206, 304).
    * @default {undefined}
@@ -173,6 +179,8 @@ export interface ServerStats extends WorkerPoolStats {
   requests: number;
   /** Open client connections. */
   connections: number;
+  /** Responses written since the start, by status class ("2xx", "5xx", …). */
+  responses: Record<string, number>;
 }
 
 /** What {@linkcode Server.close} had to cut off. */
@@ -237,6 +245,7 @@ export class Server {
   #clock = { now: performance.now() };
   #accepting: Promise<void>;
   #closed: Promise<ShutdownReport> | undefined;
+  #responses: StatusCounts = {};
   #allClosed: (() => void) | undefined;
 
   /** @internal Use {@linkcode serve}. */
@@ -285,18 +294,27 @@ export class Server {
       maxOutput: MAX_OUTPUT,
       clock: this.#clock,
       stats: o.stats ? () => JSON.stringify(this.stats()) : undefined,
-      draining: () => this.#closed !== undefined,
-      onResponse: accessLog
-        ? (exchange: Exchange, remote: string) =>
-          accessLog.write(
-            remote,
-            exchange.requestLine,
-            exchange.status,
-            exchange.bodyBytes,
-            performance.now() - exchange.startedAt,
-            exchange.workerId,
-          )
+      metrics: o.metrics
+        ? () =>
+          prometheusText({
+            pool: this.#pool.stats(),
+            responses: this.#responses,
+            inFlight: this.#counters.requests,
+            connections: this.#connections.size,
+          })
         : undefined,
+      draining: () => this.#closed !== undefined,
+      onResponse: (exchange: Exchange, remote: string) => {
+        countStatus(this.#responses, exchange.status);
+        accessLog?.write(
+          remote,
+          exchange.requestLine,
+          exchange.status,
+          exchange.bodyBytes,
+          performance.now() - exchange.startedAt,
+          exchange.workerId,
+        );
+      },
     };
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
     this.#accepting = this.#acceptLoop();
@@ -327,6 +345,7 @@ export class Server {
       ...this.#pool.stats(),
       requests: this.#counters.requests,
       connections: this.#connections.size,
+      responses: { ...this.#responses },
     };
   }
 
@@ -563,6 +582,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     maxQueue: int("max-queue", text("max-queue"), 0),
     queueTimeout: int("queue-timeout", text("queue-timeout"), 1),
     stats: values.stats === true ? true : undefined,
+    metrics: values.metrics === true ? true : undefined,
     timeout: int("timeout", text("timeout"), 1),
     writeTimeout: int("write-timeout", text("write-timeout"), 1),
     idleTimeout: int("idle-timeout", text("idle-timeout"), 1),

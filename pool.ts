@@ -198,6 +198,20 @@ export interface WorkerPoolStats {
   waitTime: Percentiles;
   /** Milliseconds jobs spent running, over the most recent jobs. */
   runTime: Percentiles;
+  /** Milliseconds jobs waited in the queue, every job since the start, in buckets. */
+  waitHistogram: HistogramSnapshot;
+  /** Milliseconds jobs ran, every job since the start, in buckets. */
+  runHistogram: HistogramSnapshot;
+}
+
+/** Counts of samples at or below each bound, as Prometheus histograms have them. */
+export interface HistogramSnapshot {
+  /** Upper bounds in milliseconds, ascending; the last bucket (`+Inf`) is implied. */
+  bounds: number[];
+  /** Samples at or below each bound (cumulative), then all samples. */
+  counts: number[];
+  /** The sum of all samples, in milliseconds. */
+  sum: number;
 }
 
 /** Percentiles of a recent sample, in milliseconds; 0 when empty. */
@@ -356,6 +370,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   #failed = 0;
   #replaced = 0;
   #waitTimes: number[] = [];
+  #waitHistogram = new Histogram();
+  #runHistogram = new Histogram();
   #settledTasks: Task[] = [];
   /** What a job handle may ask of the pool; one object for every job. */
   #jobOps: JobOps = {
@@ -576,6 +592,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       replaced: this.#replaced,
       waitTime: percentiles(this.#waitTimes),
       runTime: percentiles(this.#runTimes),
+      waitHistogram: this.#waitHistogram.snapshot(),
+      runHistogram: this.#runHistogram.snapshot(),
     };
   }
 
@@ -865,9 +883,13 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     if (task.onAbort) task.signal!.removeEventListener("abort", task.onAbort);
     if (task.startedAt !== 0) {
       const now = performance.now();
-      this.#waitTimes[this.#sampleIndex] = task.startedAt - task.queuedAt;
-      this.#runTimes[this.#sampleIndex] = now - task.startedAt;
+      const wait = task.startedAt - task.queuedAt;
+      const run = now - task.startedAt;
+      this.#waitTimes[this.#sampleIndex] = wait;
+      this.#runTimes[this.#sampleIndex] = run;
       this.#sampleIndex = (this.#sampleIndex + 1) % SAMPLE_SIZE;
+      this.#waitHistogram.add(wait);
+      this.#runHistogram.add(run);
     }
     if (ok) this.#completed++;
     else this.#failed++;
@@ -1133,6 +1155,28 @@ function checkLimit(name: string, value: number | undefined, allowZero: boolean)
     );
   }
   return value;
+}
+
+/** Bucket bounds for job times, in milliseconds. */
+const HISTOGRAM_BOUNDS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+/** A fixed-bucket histogram of milliseconds. */
+class Histogram {
+  #counts = new Array<number>(HISTOGRAM_BOUNDS.length + 1).fill(0);
+  #sum = 0;
+
+  add(ms: number): void {
+    let i = 0;
+    while (i < HISTOGRAM_BOUNDS.length && ms > HISTOGRAM_BOUNDS[i]) i++;
+    this.#counts[i]++;
+    this.#sum += ms;
+  }
+
+  snapshot(): HistogramSnapshot {
+    let total = 0;
+    const counts = this.#counts.map((count) => total += count);
+    return { bounds: [...HISTOGRAM_BOUNDS], counts, sum: this.#sum };
+  }
 }
 
 function describe(cause: unknown): string {

@@ -45,6 +45,8 @@ export interface ConnectionOptions extends FramingLimits {
   clock: { now: number };
   /** Answers `GET /_brigade/stats` on the main thread, if set. */
   stats: (() => string) | undefined;
+  /** Answers `GET /_brigade/metrics` (Prometheus text) on the main thread, if set. */
+  metrics: (() => string) | undefined;
   /** Whether the server is draining: `/_brigade/health` then answers 503. */
   draining: () => boolean;
   /** Called with each finished exchange, for the access log. */
@@ -416,6 +418,8 @@ export class Connection {
       [status, body] = options.draining() ? [503, "draining\n"] : [200, "serving\n"];
     } else if (path === "/_brigade/stats" && options.stats) {
       [status, body, type] = [200, options.stats(), "application/json"];
+    } else if (path === "/_brigade/metrics" && options.metrics) {
+      [status, body, type] = [200, options.metrics(), "text/plain; version=0.0.4; charset=utf-8"];
     }
     if (status !== 404 && head.method !== "GET" && head.method !== "HEAD") {
       [status, body] = [405, "Method Not Allowed\n"];

@@ -91,6 +91,7 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "drain time on SIGINT/SIGTERM",
   },
   { name: "stats", default: "off", help: "serve pool figures as JSON at GET /_brigade/stats" },
+  { name: "metrics", default: "off", help: "serve Prometheus metrics at GET /_brigade/metrics" },
   { name: "help", default: "off", help: "show this help" },
 ];
 

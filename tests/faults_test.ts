@@ -294,3 +294,37 @@ Deno.test("GET /_brigade/health answers 200 on the main thread; other /_brigade/
   assert.equal((await status(new URL("/ok", server.url))).status, 200);
   assert.equal(jobs(), 1);
 });
+
+Deno.test("GET /_brigade/metrics serves valid Prometheus text with --metrics, and 404 without", async () => {
+  await using server = await start({ metrics: true });
+  for (const path of ["/ok", "/ok", "/throw"]) await status(new URL(path, server.url));
+  const { status: code, body } = await status(new URL("/_brigade/metrics", server.url));
+  assert.equal(code, 200);
+  const samples = new Map<string, number>();
+  const typed = new Set<string>();
+  for (const line of body.trimEnd().split("\n")) {
+    const type = /^# TYPE ([a-z_]+) (counter|gauge|histogram)$/.exec(line);
+    if (type) {
+      typed.add(type[1]);
+      continue;
+    }
+    if (line.startsWith("# HELP ")) continue;
+    const sample = /^([a-z_]+)(\{[a-z]+="[^"]*"\})? (-?[0-9.e+]+)$/.exec(line);
+    assert.ok(sample, `not a sample line: ${line}`);
+    const family = sample[1].replace(/_(bucket|sum|count)$/, "");
+    assert.ok(typed.has(sample[1]) || typed.has(family), `no TYPE before ${line}`);
+    samples.set(sample[1] + (sample[2] ?? ""), Number(sample[3]));
+  }
+  assert.equal(samples.get('brigade_responses_total{class="2xx"}'), 2);
+  assert.equal(samples.get('brigade_responses_total{class="5xx"}'), 1);
+  assert.equal(samples.get("brigade_worker_restarts_total"), 0);
+  for (const name of ["brigade_queue_wait_seconds", "brigade_run_seconds"]) {
+    const buckets = [...samples].filter(([key]) => key.startsWith(`${name}_bucket`))
+      .map(([, value]) => value);
+    assert.ok(buckets.every((count, i) => i === 0 || count >= buckets[i - 1]), "cumulative");
+    assert.equal(buckets.at(-1), samples.get(`${name}_count`));
+    assert.equal(samples.get(`${name}_count`), 3);
+  }
+  await using plain = await start();
+  assert.equal((await status(new URL("/_brigade/metrics", plain.url))).status, 404);
+});

@@ -1,0 +1,85 @@
+/**
+ * The Prometheus text exposition (format 0.0.4) of a server's figures, for
+ * `GET /_brigade/metrics` with `--metrics`.
+ */
+
+import type { HistogramSnapshot, WorkerPoolStats } from "../pool.ts";
+
+/** Responses written, by status class ("2xx", "5xx", …). */
+export type StatusCounts = Record<string, number>;
+
+/** What the exposition is made from. */
+export interface MetricsInput {
+  pool: WorkerPoolStats;
+  responses: StatusCounts;
+  /** Requests given to the pool and not yet answered. */
+  inFlight: number;
+  connections: number;
+}
+
+/** Counts a response's status in `counts` by class. */
+export function countStatus(counts: StatusCounts, status: number): void {
+  const statusClass = `${Math.floor(status / 100)}xx`;
+  counts[statusClass] = (counts[statusClass] ?? 0) + 1;
+}
+
+/** The exposition text: one HELP and TYPE per metric, then its samples. */
+export function prometheusText(input: MetricsInput): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: string[]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples);
+  };
+  metric(
+    "brigade_responses_total",
+    "counter",
+    "Responses written, by status class.",
+    Object.entries(input.responses).sort().map(([statusClass, count]) =>
+      `brigade_responses_total{class="${statusClass}"} ${count}`
+    ),
+  );
+  metric("brigade_requests_in_flight", "gauge", "Requests given to workers and not yet answered.", [
+    `brigade_requests_in_flight ${input.inFlight}`,
+  ]);
+  metric("brigade_queue_depth", "gauge", "Requests waiting for a worker.", [
+    `brigade_queue_depth ${input.pool.queued}`,
+  ]);
+  metric("brigade_connections", "gauge", "Open client connections.", [
+    `brigade_connections ${input.connections}`,
+  ]);
+  metric("brigade_workers", "gauge", "Workers in the pool, by state.", [
+    `brigade_workers{state="idle"} ${input.pool.idle}`,
+    `brigade_workers{state="busy"} ${input.pool.busy}`,
+    `brigade_workers{state="blocked"} ${input.pool.blocked}`,
+  ]);
+  metric("brigade_worker_restarts_total", "counter", "Workers replaced after a crash or a hang.", [
+    `brigade_worker_restarts_total ${input.pool.replaced}`,
+  ]);
+  metric("brigade_jobs_total", "counter", "Requests the workers finished, by outcome.", [
+    `brigade_jobs_total{outcome="completed"} ${input.pool.completed}`,
+    `brigade_jobs_total{outcome="failed"} ${input.pool.failed}`,
+  ]);
+  histogram(
+    lines,
+    "brigade_queue_wait_seconds",
+    "Time requests waited for a worker.",
+    input.pool.waitHistogram,
+  );
+  histogram(
+    lines,
+    "brigade_run_seconds",
+    "Time from a worker starting a request to its end.",
+    input.pool.runHistogram,
+  );
+  return lines.join("\n") + "\n";
+}
+
+function histogram(lines: string[], name: string, help: string, h: HistogramSnapshot): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+  h.bounds.forEach((bound, i) => lines.push(`${name}_bucket{le="${bound / 1000}"} ${h.counts[i]}`));
+  const count = h.counts[h.counts.length - 1];
+  lines.push(
+    `${name}_bucket{le="+Inf"} ${count}`,
+    `${name}_sum ${h.sum / 1000}`,
+    `${name}_count ${count}`,
+  );
+}
