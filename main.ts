@@ -16,7 +16,14 @@ import {
   type HttpPool,
   RESPONSE_WINDOW,
 } from "./_server/exchange.ts";
-import { AccessLog, LOG_LEVELS, Logger, type LogLevel } from "./_server/log.ts";
+import {
+  AccessLog,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  Logger,
+  type LogLevel,
+} from "./_server/log.ts";
 import { FLAGS, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
 import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
 import { plainResponse } from "./_shared/http.ts";
@@ -57,6 +64,19 @@ export interface ServeOptions {
    * @default {5000}
    */
   sleepMs?: number;
+  /**
+   * Access log lines: Common Log Format, `combined` (adds Referer and
+   * User-Agent) or `json`.
+   * @default {"common"}
+   */
+  logFormat?: "common" | "combined" | "json";
+  /**
+   * Take the client's address and scheme from one trusted reverse proxy's
+   * `Forwarded` or `X-Forwarded-For`/`X-Forwarded-Proto` (the last element),
+   * for the log, `info.remoteAddr` and `request.url`.
+   * @default {false}
+   */
+  trustProxy?: boolean;
   /**
    * Serve Prometheus metrics at `GET /_brigade/metrics`.
    * @default {false}
@@ -279,7 +299,7 @@ export class Server {
       queueTimeout: o.queueTimeout,
       logger: this.#logger,
     });
-    if (o.accessLog) this.#accessLog = new AccessLog();
+    if (o.accessLog) this.#accessLog = new AccessLog(o.logFormat);
     const accessLog = this.#accessLog;
     this.#options = {
       maxBody: o.maxBody,
@@ -304,16 +324,20 @@ export class Server {
           })
         : undefined,
       draining: () => this.#closed !== undefined,
+      logHeaders: this.#accessLog?.wantsHeaders ?? false,
+      trustProxy: o.trustProxy ?? false,
       onResponse: (exchange: Exchange, remote: string) => {
         countStatus(this.#responses, exchange.status);
-        accessLog?.write(
+        accessLog?.write({
           remote,
-          exchange.requestLine,
-          exchange.status,
-          exchange.bodyBytes,
-          performance.now() - exchange.startedAt,
-          exchange.workerId,
-        );
+          requestLine: exchange.requestLine,
+          status: exchange.status,
+          bytes: exchange.bodyBytes,
+          ms: performance.now() - exchange.startedAt,
+          workerId: exchange.workerId,
+          referer: exchange.referer,
+          userAgent: exchange.userAgent,
+        });
       },
     };
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
@@ -543,6 +567,12 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
   const text = (name: string) => values[name] as string | undefined;
   const handler = text("handler");
   const logLevel = text("log-level");
+  const logFormat = text("log-format");
+  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat as LogFormat)) {
+    throw new UsageError(
+      `--log-format must be one of ${LOG_FORMATS.join(", ")}, received ${logFormat}`,
+    );
+  }
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError(
       `--log-level must be one of ${LOG_LEVELS.join(", ")}, received ${logLevel}`,
@@ -583,6 +613,8 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     queueTimeout: int("queue-timeout", text("queue-timeout"), 1),
     stats: values.stats === true ? true : undefined,
     metrics: values.metrics === true ? true : undefined,
+    logFormat: logFormat as LogFormat | undefined,
+    trustProxy: values["trust-proxy"] === true ? true : undefined,
     timeout: int("timeout", text("timeout"), 1),
     writeTimeout: int("write-timeout", text("write-timeout"), 1),
     idleTimeout: int("idle-timeout", text("idle-timeout"), 1),

@@ -13,6 +13,7 @@
  * finished responses, or `maxOutput` bytes, wait to be written.
  */
 
+import { forwardedClient } from "./proxy.ts";
 import { Exchange, type ExchangeCounters, type HttpPool } from "./exchange.ts";
 import {
   Framer,
@@ -47,6 +48,10 @@ export interface ConnectionOptions extends FramingLimits {
   stats: (() => string) | undefined;
   /** Answers `GET /_brigade/metrics` (Prometheus text) on the main thread, if set. */
   metrics: (() => string) | undefined;
+  /** Keep each request's Referer and User-Agent for the access log. */
+  logHeaders: boolean;
+  /** Take the client's address and scheme from one reverse proxy's forwarding fields. */
+  trustProxy: boolean;
   /** Whether the server is draining: `/_brigade/health` then answers 503. */
   draining: () => boolean;
   /** Called with each finished exchange, for the access log. */
@@ -364,9 +369,25 @@ export class Connection {
     const close = !head.keepAlive || ++this.#requests >= options.maxRequests;
     if (close) this.#lastRequest = true;
     const exchange = new Exchange(this.#events);
+    let remoteHost = this.#remote;
+    let remotePort = this.#remotePort;
+    let scheme = "http";
+    if (options.trustProxy) {
+      const client = forwardedClient(head.fields);
+      if (client.host !== undefined) [remoteHost, remotePort] = [client.host, client.port ?? 0];
+      if (client.proto !== undefined) scheme = client.proto;
+    }
     if (options.onResponse) {
       exchange.requestLine = head.requestLine;
       exchange.startedAt = performance.now();
+      exchange.remote = remoteHost;
+      if (options.logHeaders) {
+        const fields = head.fields;
+        for (let i = 0; i < fields.length; i += 2) {
+          if (fields[i] === "referer") exchange.referer = fields[i + 1];
+          else if (fields[i] === "user-agent") exchange.userAgent = fields[i + 1];
+        }
+      }
     }
     this.#queue.push(exchange);
     if (head.hasBody) {
@@ -391,13 +412,13 @@ export class Connection {
     }
     const start: RequestStart = {
       method: head.method,
-      url: `http://${head.host || "localhost"}${head.path === "*" ? "/" : head.path}`,
+      url: `${scheme}://${head.host || "localhost"}${head.path === "*" ? "/" : head.path}`,
       fields: head.fields,
       body: head.hasBody,
       minor: head.minor,
       close,
-      remoteHost: this.#remote,
-      remotePort: this.#remotePort,
+      remoteHost,
+      remotePort,
     };
     exchange.run(this.#pool, this.#counters, start, head.expectContinue);
   }
@@ -531,7 +552,7 @@ export class Connection {
         }
         for (let i = 0; i < done; i++) {
           const exchange = this.#queue.shift()!;
-          this.#options.onResponse?.(exchange, this.#remote);
+          this.#options.onResponse?.(exchange, exchange.remote || this.#remote);
           if (exchange.close || exchange.broken) {
             this.close();
             return;

@@ -63,6 +63,11 @@ export class Exchange {
   workerId = -1;
   /** The request line, for the access log. */
   requestLine = "";
+  /** The client, as the access log names it (the proxy's client with --trust-proxy). */
+  remote = "";
+  /** Referer and User-Agent, kept only for access log formats that show them. */
+  referer = "";
+  userAgent = "";
   /** When the request was framed, in `performance.now()` time. */
   startedAt = 0;
 

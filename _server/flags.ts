@@ -49,6 +49,17 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "debug, info, warn or error",
   },
   { name: "quiet", default: "off", help: "no access log" },
+  {
+    name: "log-format",
+    value: "<format>",
+    default: "common",
+    help: "access log lines: common, combined or json",
+  },
+  {
+    name: "trust-proxy",
+    default: "off",
+    help: "client address and scheme from one proxy's Forwarded/X-Forwarded-*",
+  },
   { name: "max-body", value: "<bytes>", default: "1048576", help: "largest request body" },
   { name: "max-head", value: "<bytes>", default: "16384", help: "largest request head" },
   { name: "max-requests", value: "<n>", default: "1000", help: "requests per connection" },

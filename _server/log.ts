@@ -59,36 +59,80 @@ export function escapeLogField(text: string): string {
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const encoder = new TextEncoder();
 
-/** Common Log Format lines plus duration and worker, written in batches. */
+/** Access log line formats. */
+export const LOG_FORMATS = ["common", "combined", "json"] as const;
+/** One of {@linkcode LOG_FORMATS}. */
+export type LogFormat = typeof LOG_FORMATS[number];
+
+/** What one access log line says. */
+export interface AccessEntry {
+  /** Client address (the proxy's client with --trust-proxy). */
+  remote: string;
+  /** The request line as received. */
+  requestLine: string;
+  status: number;
+  /** Body bytes sent. */
+  bytes: number;
+  /** Milliseconds from framing to written. */
+  ms: number;
+  /** The worker that answered, or -1 for the main thread. */
+  workerId: number;
+  /** The request's Referer and User-Agent (combined and json formats). */
+  referer: string;
+  userAgent: string;
+}
+
+/**
+ * Access log lines, written in batches: Common Log Format plus duration and
+ * worker; `combined` adds the Referer and User-Agent; `json` is one object
+ * per line.
+ */
 export class AccessLog {
+  #format: LogFormat;
   #lines: string[] = [];
   #scheduled = false;
   #second = -1;
   #stamp = "";
 
-  /**
-   * Adds one line.
-   * @param remote Client address.
-   * @param requestLine The request line as received.
-   * @param status Response status.
-   * @param bytes Body bytes sent.
-   * @param ms Milliseconds from framing to written.
-   * @param workerId The worker that answered, or -1 for the main thread.
-   */
-  write(
-    remote: string,
-    requestLine: string,
-    status: number,
-    bytes: number,
-    ms: number,
-    workerId: number,
-  ): void {
-    const worker = workerId < 0 ? "main" : `w${workerId}`;
-    this.#lines.push(
-      `${remote} - - [${this.#now()}] "${escapeLogField(requestLine)}" ${status} ${bytes} ${
-        ms.toFixed(2)
-      }ms ${worker}\n`,
-    );
+  /** @param format The line format. */
+  constructor(format: LogFormat = "common") {
+    this.#format = format;
+  }
+
+  /** Whether lines need the request's Referer and User-Agent. */
+  get wantsHeaders(): boolean {
+    return this.#format !== "common";
+  }
+
+  /** Adds one line. */
+  write(entry: AccessEntry): void {
+    const worker = entry.workerId < 0 ? "main" : `w${entry.workerId}`;
+    const ms = entry.ms.toFixed(2);
+    let line: string;
+    if (this.#format === "json") {
+      line = JSON.stringify({
+        time: new Date().toISOString(),
+        remote: entry.remote,
+        request: entry.requestLine,
+        status: entry.status,
+        bytes: entry.bytes,
+        ms: Number(ms),
+        worker,
+        referer: entry.referer,
+        userAgent: entry.userAgent,
+      });
+    } else {
+      line = `${entry.remote} - - [${this.#now()}] "${
+        escapeLogField(entry.requestLine)
+      }" ${entry.status} ${entry.bytes}`;
+      if (this.#format === "combined") {
+        line += ` "${escapeLogField(entry.referer || "-")}" "${
+          escapeLogField(entry.userAgent || "-")
+        }"`;
+      }
+      line += ` ${ms}ms ${worker}`;
+    }
+    this.#lines.push(line + "\n");
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#flush);

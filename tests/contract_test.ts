@@ -6,10 +6,10 @@ import { readResponses } from "./_http_client.ts";
 const CONTRACT = "tests/fixtures/contract_handler.ts";
 
 /** GETs `path` on its own connection; returns the response and the client's own port. */
-async function get(port: number, path: string) {
+async function get(port: number, path: string, headers = "") {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`));
     const { responses } = await readResponses(conn);
     return { response: responses[0], clientPort: (conn.localAddr as Deno.NetAddr).port };
   } finally {
@@ -24,6 +24,7 @@ Deno.test("a deno serve handler gets info.remoteAddr of its client and an info.c
   assert.deepEqual(JSON.parse(response.body), {
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: clientPort },
     completed: true,
+    url: "http://x/",
   });
 });
 
@@ -64,4 +65,32 @@ Deno.test("a Hono app runs unchanged: its routes, its own error handler, and get
   assert.equal((await get(server.addr.port, "/hello/brigade")).response.body, "hello brigade");
   const failed = (await get(server.addr.port, "/throw")).response;
   assert.deepEqual([failed.status, failed.body], [500, "hono caught: route failed"]);
+});
+
+Deno.test("--trust-proxy takes the client and scheme from the last Forwarded or X-Forwarded-* element only", async () => {
+  const seen = async (server: { addr: Deno.NetAddr }, headers: string) => {
+    const body = JSON.parse((await get(server.addr.port, "/", headers)).response.body);
+    return [body.remoteAddr.hostname, body.remoteAddr.port, new URL(body.url).protocol];
+  };
+  const xff = "X-Forwarded-For: 10.9.9.9, 203.0.113.7\r\nX-Forwarded-Proto: https\r\n";
+  const forwarded = 'Forwarded: for=10.9.9.9, for="[2001:db8::1]:4711";proto=https\r\n';
+  {
+    await using server = await serve({
+      port: 0,
+      workers: 1,
+      handler: CONTRACT,
+      logLevel: "warn",
+      trustProxy: true,
+    });
+    assert.deepEqual(await seen(server, xff), ["203.0.113.7", 0, "https:"]);
+    assert.deepEqual(await seen(server, forwarded), ["2001:db8::1", 4711, "https:"]);
+    // Not an address: ignored, so the connection's own peer stays.
+    const [host, , protocol] = await seen(server, "X-Forwarded-For: evil\r\n");
+    assert.deepEqual([host, protocol], ["127.0.0.1", "http:"]);
+  }
+  {
+    await using server = await serve({ port: 0, workers: 1, handler: CONTRACT, logLevel: "warn" });
+    const [host, , protocol] = await seen(server, xff);
+    assert.deepEqual([host, protocol], ["127.0.0.1", "http:"]);
+  }
 });

@@ -22,6 +22,22 @@ async function withRoot(files: Record<string, string | Uint8Array>) {
   };
 }
 
+/** The default static root, one worker, the access log on in `logFormat`. */
+function loggingServer(logFormat: "common" | "combined" | "json") {
+  const root = new URL("../static/", import.meta.url).pathname;
+  return serve({ port: 0, workers: 1, root, logLevel: "warn", accessLog: true, logFormat });
+}
+
+/** Collects the lines written to stdout (the access log) until the returned function is called. */
+function captureStdout(lines: string[]): () => void {
+  const write = Deno.stdout.writeSync;
+  Deno.stdout.writeSync = (bytes: Uint8Array) => {
+    lines.push(...new TextDecoder().decode(bytes).split("\n").filter(Boolean));
+    return bytes.length;
+  };
+  return () => Deno.stdout.writeSync = write;
+}
+
 async function get(url: string | URL, headers: Record<string, string> = {}, method = "GET") {
   const response = await fetch(url, { headers, method });
   const body = new Uint8Array(await response.arrayBuffer());
@@ -165,26 +181,16 @@ Deno.test("a changed file is served fresh once the cache revalidates", async () 
 
 Deno.test("the access log has one Common Log Format line per request with status, bytes and worker", async () => {
   const lines: string[] = [];
-  const write = Deno.stdout.writeSync;
-  Deno.stdout.writeSync = (bytes: Uint8Array) => {
-    lines.push(...new TextDecoder().decode(bytes).split("\n").filter(Boolean));
-    return bytes.length;
-  };
+  const restore = captureStdout(lines);
   try {
-    await using server = await serve({
-      port: 0,
-      workers: 1,
-      root: new URL("../static/", import.meta.url).pathname,
-      logLevel: "warn",
-      accessLog: true,
-    });
+    await using server = await loggingServer("common");
     await exchange(server.addr.port, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     // Refused on the main thread: logged with its line, escaped, and its own duration.
     await exchange(server.addr.port, 'GET /\x1b[31m"x HTTP/1.1\r\nHost: x\r\n\r\n', {
       awaitClose: true,
     });
   } finally {
-    Deno.stdout.writeSync = write;
+    restore();
   }
   assert.equal(lines.length, 2, lines.join("\n"));
   assert.match(
@@ -194,4 +200,28 @@ Deno.test("the access log has one Common Log Format line per request with status
   assert.match(lines[1], / "GET \/\\x1B\[31m\\x22x HTTP\/1\.1" 400 0 (\d+\.\d+)ms main$/);
   const ms = Number(/ ([\d.]+)ms main$/.exec(lines[1])![1]);
   assert.ok(ms < 60_000, `a duration, not the server's uptime: ${ms}`);
+});
+
+Deno.test("--log-format combined adds Referer and User-Agent, json writes one escaped object per line", async () => {
+  const lines: string[] = [];
+  const restore = captureStdout(lines);
+  const request =
+    'GET /nope HTTP/1.1\r\nHost: x\r\nReferer: http://a/"q"\r\nUser-Agent: t\\x\r\n\r\n';
+  try {
+    for (const logFormat of ["combined", "json"] as const) {
+      await using server = await loggingServer(logFormat);
+      await exchange(server.addr.port, request);
+    }
+  } finally {
+    restore();
+  }
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /" 404 \d+ "http:\/\/a\/\\x22q\\x22" "t\\x5Cx" [\d.]+ms w0$/);
+  const entry = JSON.parse(lines[1]);
+  assert.deepEqual(
+    [entry.remote, entry.request, entry.status, entry.referer, entry.userAgent, entry.worker],
+    ["127.0.0.1", "GET /nope HTTP/1.1", 404, 'http://a/"q"', "t\\x", "w0"],
+  );
+  assert.equal(typeof entry.ms, "number");
+  assert.ok(!Number.isNaN(Date.parse(entry.time)));
 });
