@@ -75,7 +75,12 @@ export function serveRequest(
 ): Sent | Promise<Sent> {
   const out = new ResponseSender(context, start, window);
   const path = start.url.slice(start.url.indexOf("/", 7));
-  const cached = app.static?.fast(start.method, path, isConditional(start.fields));
+  const cached = app.static?.fast(
+    start.method,
+    path,
+    isConditional(start.fields),
+    fieldValue(start.fields, "accept-encoding"),
+  );
   if (cached) return out.cached(cached);
   return respond(app, start, context, out);
 }
@@ -110,6 +115,14 @@ async function respond(
     finished = true;
     completed?.resolve();
   }
+}
+
+/** The first value of field `name` (lower case), if present. */
+function fieldValue(fields: string[], name: string): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === name) return fields[i + 1];
+  }
+  return undefined;
 }
 
 function isConditional(fields: string[]): boolean {

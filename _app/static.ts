@@ -60,7 +60,12 @@ export interface StaticApp {
   /** Answers any request. */
   fetch(request: Request): Promise<Response>;
   /** Answers a plain GET/HEAD from memory, or returns `undefined`. */
-  fast(method: string, path: string, conditional: boolean): CachedResponse | undefined;
+  fast(
+    method: string,
+    path: string,
+    conditional: boolean,
+    acceptEncoding: string | undefined,
+  ): CachedResponse | undefined;
   /** The file behind a streamed response, if `fetch` returned one. */
   fileOf(response: Response): FileSlice | undefined;
 }
@@ -71,9 +76,21 @@ interface CacheEntry {
   realPath: string;
   mtime: number;
   size: number;
+  /** An identity answer that a client accepting gzip or br should not get from the cache. */
+  negotiable: boolean;
 }
 
 const ALLOW = "GET, HEAD, OPTIONS";
+/** Content codings brigade serves, in order of preference. */
+const CODINGS = ["br", "gzip"] as const;
+type Coding = typeof CODINGS[number];
+/** The file name suffix of each coding's precompressed sibling. */
+const SUFFIX: Record<Coding, string> = { br: ".br", gzip: ".gz" };
+/** Media types worth compressing. */
+const COMPRESSIBLE =
+  /^(?:text\/|application\/(?:javascript|json|xml|wasm|manifest\+json|ld\+json)|image\/svg\+xml)/;
+/** Files this small are sent as they are. */
+const MIN_COMPRESSED = 1024;
 /** Rows of a directory listing produced per pull: the listing streams. */
 const LISTING_ROWS = 256;
 const KNOWN_METHODS = new Set(["POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE"]);
@@ -88,6 +105,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   const cache = new Map<string, CacheEntry>();
   let cacheBytes = 0;
   const reads = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
+  const compressions = new Map<string, Promise<Uint8Array<ArrayBuffer>>>();
   const files = new WeakMap<Response, FileSlice>();
 
   async function notFound(method: string): Promise<Response> {
@@ -176,12 +194,27 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     const lastModified = new Date(mtime).toUTCString();
     const type = mime.contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ||
       "application/octet-stream";
+    // Compressible and large enough to gain: the answer depends on Accept-Encoding.
+    const negotiable = COMPRESSIBLE.test(type) && size > MIN_COMPRESSED;
+    const ranged = request.method === "GET" && request.headers.has("range");
+    const accept = negotiable && !ranged ? request.headers.get("accept-encoding") : null;
+    if (accept !== null) {
+      for (const coding of CODINGS) {
+        if (!accepts(accept, coding)) continue;
+        const sibling = await siblingOf(realPath, SUFFIX[coding]);
+        if (sibling) return serveEncoded(request, type, sibling, coding, cacheKey, false);
+      }
+      if (accepts(accept, "gzip") && size <= MAX_CACHED_FILE) {
+        return serveEncoded(request, type, { realPath, info }, "gzip", cacheKey, true);
+      }
+    }
     const headers: Record<string, string> = {
       "content-type": type,
       etag,
       "last-modified": lastModified,
       "accept-ranges": "bytes",
     };
+    if (negotiable) headers.vary = "accept-encoding";
     // Kept in the cached answer too, so the fast path sends them as well.
     if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
     if (options.cors) headers["access-control-allow-origin"] = "*";
@@ -222,7 +255,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       const bytes = await readOnce(realPath);
       const body = bytes.subarray(offset, offset + length);
       if (status === 200 && cacheKey !== undefined && bytes.length === size) {
-        remember(cacheKey, realPath, mtime, headers, bytes);
+        remember(cacheKey, realPath, mtime, headers, bytes, negotiable);
       }
       return new Response(isHead ? null : body, { status, headers });
     }
@@ -232,6 +265,90 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     const response = new Response(file.readable, { status, headers });
     files.set(response, { path: realPath, offset, length });
     return response;
+  }
+
+  /**
+   * Serves a file's encoded form: a precompressed sibling (`app.js.br`), or
+   * the file gzipped here (`compress`), once per version, then from the
+   * cache. Its ETag names the coding, and it is never ranged.
+   */
+  async function serveEncoded(
+    request: Request,
+    type: string,
+    file: { realPath: string; info: Deno.FileInfo },
+    coding: Coding,
+    cacheKey: string | undefined,
+    compress: boolean,
+  ): Promise<Response> {
+    const mtime = file.info.mtime?.getTime() ?? 0;
+    const etag = `W/"${file.info.size.toString(16)}-${Math.floor(mtime).toString(16)}-${coding}"`;
+    const lastModified = new Date(mtime).toUTCString();
+    const headers: Record<string, string> = {
+      "content-type": type,
+      "content-encoding": coding,
+      vary: "accept-encoding",
+      etag,
+      "last-modified": lastModified,
+    };
+    if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
+    if (options.cors) headers["access-control-allow-origin"] = "*";
+    if (preconditionFails(request.headers, mtime)) {
+      return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
+    }
+    if (isNotModified(request.headers, etag, mtime)) {
+      const notModified: Record<string, string> = {
+        etag,
+        "last-modified": lastModified,
+        vary: "accept-encoding",
+      };
+      if (options.cacheControl !== undefined) notModified["cache-control"] = options.cacheControl;
+      return new Response(null, { status: 304, headers: notModified });
+    }
+    const isHead = request.method === "HEAD";
+    if (!compress && file.info.size > MAX_CACHED_FILE) {
+      // A large precompressed file streams from disk, like any large file.
+      headers["content-length"] = String(file.info.size);
+      if (isHead) return new Response(null, { status: 200, headers });
+      const stream = await Deno.open(file.realPath);
+      const response = new Response(stream.readable, { status: 200, headers });
+      files.set(response, { path: file.realPath, offset: 0, length: file.info.size });
+      return response;
+    }
+    const body = compress ? await gzipOnce(file.realPath, mtime) : await readOnce(file.realPath);
+    headers["content-length"] = String(body.length);
+    if (cacheKey !== undefined) {
+      remember(`${cacheKey}\0${coding}`, file.realPath, mtime, headers, body, false);
+    }
+    return new Response(isHead ? null : body, { status: 200, headers });
+  }
+
+  /** The file gzipped, shared by the requests that want it at the same moment. */
+  function gzipOnce(realPath: string, mtime: number): Promise<Uint8Array<ArrayBuffer>> {
+    const key = `${realPath}\0${mtime}`;
+    let done = compressions.get(key);
+    if (done === undefined) {
+      done = readOnce(realPath).then(async (bytes) => {
+        const gzipped = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
+        return new Uint8Array(await new Response(gzipped).arrayBuffer());
+      }).finally(() => compressions.delete(key));
+      compressions.set(key, done);
+    }
+    return done;
+  }
+
+  /** A precompressed sibling of a file (`name.br`), if one exists inside the root. */
+  async function siblingOf(
+    realPath: string,
+    suffix: string,
+  ): Promise<{ realPath: string; info: Deno.FileInfo } | undefined> {
+    try {
+      const path = await Deno.realPath(realPath + suffix);
+      if (!path.startsWith(root + "/")) return undefined;
+      const info = await Deno.stat(path);
+      return info.isFile ? { realPath: path, info } : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -253,6 +370,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     mtime: number,
     headers: Record<string, string>,
     body: Uint8Array,
+    negotiable: boolean,
   ): void {
     const old = cache.get(key);
     if (old) {
@@ -273,6 +391,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       realPath,
       mtime,
       size,
+      negotiable,
     });
     cacheBytes += size;
   }
@@ -385,19 +504,40 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     return new Response(body, { status: 200, headers });
   }
 
-  function fast(method: string, path: string, conditional: boolean): CachedResponse | undefined {
+  function fast(
+    method: string,
+    path: string,
+    conditional: boolean,
+    acceptEncoding: string | undefined,
+  ): CachedResponse | undefined {
     if (conditional || (method !== "GET" && method !== "HEAD")) return undefined;
     const query = path.indexOf("?");
     const key = query === -1 ? path : path.slice(0, query);
+    let compressed = false;
+    if (acceptEncoding !== undefined) {
+      for (const coding of CODINGS) {
+        if (!accepts(acceptEncoding, coding)) continue;
+        compressed = true;
+        const entry = fresh(`${key}\0${coding}`);
+        if (entry) return entry.cached;
+      }
+    }
+    const entry = fresh(key);
+    // A client that takes gzip or br gets the encoded answer: let fetch() make it.
+    if (entry === undefined || (entry.negotiable && compressed)) return undefined;
+    return entry.cached;
+  }
+
+  /** A cache entry checked within the last second; an older one is dropped for fetch() to redo. */
+  function fresh(key: string): CacheEntry | undefined {
     const entry = cache.get(key);
     if (entry === undefined) return undefined;
     if (Date.now() - entry.checkedAt > REVALIDATE_MS) {
-      // Too old to trust: let fetch() stat the file and refresh the entry.
       cache.delete(key);
       cacheBytes -= entry.size;
       return undefined;
     }
-    return entry.cached;
+    return entry;
   }
 
   return { fetch, fast, fileOf: (response) => files.get(response) };
@@ -491,4 +631,26 @@ async function listingRow(dir: string, name: string): Promise<string> {
 /** Text made safe for HTML content and attribute values. */
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * Whether an Accept-Encoding value accepts `coding` (RFC 9110 §12.5.3): listed
+ * with a q-value above 0, or covered by `*` without being refused by name.
+ */
+function accepts(header: string, coding: string): boolean {
+  let wildcard = false;
+  for (const element of header.split(",")) {
+    const semicolon = element.indexOf(";");
+    const name = (semicolon === -1 ? element : element.slice(0, semicolon)).trim().toLowerCase();
+    if (name !== coding && name !== "*") continue;
+    const q = semicolon === -1 ? 1 : qValue(element.slice(semicolon + 1));
+    if (name === coding) return q > 0;
+    wildcard = q > 0;
+  }
+  return wildcard;
+}
+
+function qValue(params: string): number {
+  const match = /(?:^|;)\s*q\s*=\s*([01](?:\.\d{0,3})?)\s*(?:;|$)/i.exec(params);
+  return match ? Number(match[1]) : 1;
 }

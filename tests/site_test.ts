@@ -16,6 +16,8 @@ async function site(files: Record<string, string>, options: ServeOptions = {}) {
   }
   const server = await serve({ port: 0, workers: 1, root, logLevel: "warn", ...options });
   return {
+    /** An absolute URL on this server. */
+    url: (path: string) => new URL(path, server.url),
     /** Sends one request (method, path, extra header lines) and returns its response. */
     async ask(method: string, path: string, headers = ""): Promise<RawResponse> {
       const request = `${method} ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`;
@@ -162,4 +164,51 @@ Deno.test("--dir-listing streams a sorted, escaped listing without dotfiles; wit
     await using s = await site(files);
     assert.equal((await s.ask("GET", "/files/")).status, 404);
   }
+});
+
+Deno.test("a compressible file over 1 KiB is gzipped for a client that takes gzip, with Vary, its own ETag, and 304s", async () => {
+  const js = "export const greet = (name) => `hello ${name}`;\n".repeat(100);
+  await using s = await site({ "app.js": js, "tiny.js": "x();\n", "pic.png": "x".repeat(4096) });
+  const gzip = "Accept-Encoding: gzip, deflate\r\n";
+  // The identity answer cached first must not be given to a client that takes gzip.
+  assert.equal((await s.ask("GET", "/app.js")).headers.get("content-encoding"), undefined);
+  const first = await s.ask("GET", "/app.js", gzip);
+  const again = await s.ask("GET", "/app.js", gzip); // from the worker's cache
+  for (const response of [first, again]) {
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-encoding"), "gzip");
+    assert.equal(response.headers.get("vary"), "accept-encoding");
+    assert.match(response.headers.get("etag")!, /-gzip"$/);
+    assert.ok(Number(response.headers.get("content-length")) < js.length / 4);
+  }
+  const gzipped = await fetch(s.url("/app.js"), { headers: { "accept-encoding": "gzip" } });
+  assert.equal(await gzipped.text(), js, "it decompresses to the file");
+  const etag = first.headers.get("etag")!;
+  assert.equal((await s.ask("GET", "/app.js", `${gzip}If-None-Match: ${etag}\r\n`)).status, 304);
+  // Identity: without Accept-Encoding, with gzip refused, for a range, for small or binary files.
+  for (
+    const [path, headers] of [
+      ["/app.js", ""],
+      ["/app.js", "Accept-Encoding: gzip;q=0, br;q=0\r\n"],
+      ["/app.js", `${gzip}Range: bytes=0-9\r\n`],
+      ["/tiny.js", gzip],
+      ["/pic.png", gzip],
+    ]
+  ) {
+    const response = await s.ask("GET", path, headers);
+    assert.equal(response.headers.get("content-encoding"), undefined, `${path} ${headers}`);
+  }
+  assert.equal((await s.ask("GET", "/app.js")).headers.get("vary"), "accept-encoding");
+});
+
+Deno.test("a precompressed .br or .gz sibling is served to a client that takes that coding", async () => {
+  const css = "body { color: red }\n".repeat(100);
+  await using s = await site({ "site.css": css, "site.css.br": "BROTLI", "site.css.gz": "GZIP" });
+  const br = await s.ask("GET", "/site.css", "Accept-Encoding: gzip, br\r\n");
+  assert.deepEqual([br.headers.get("content-encoding"), br.body], ["br", "BROTLI"]);
+  assert.match(br.headers.get("content-type")!, /^text\/css/);
+  const gz = await s.ask("GET", "/site.css", "Accept-Encoding: gzip\r\n");
+  assert.deepEqual([gz.headers.get("content-encoding"), gz.body], ["gzip", "GZIP"]);
+  const plain = await s.ask("GET", "/site.css");
+  assert.deepEqual([plain.headers.get("content-encoding"), plain.body], [undefined, css]);
 });
