@@ -80,7 +80,7 @@ export class WorkerPoolError extends Error {
 
 /** Where the pool writes its diagnostics. */
 export interface PoolLogger {
-  /** The book's "Worker N got a job; executing." lines; leave it out to skip them. */
+  /** The book's "Worker N got a job; executing." lines, with the job's id; leave it out to skip them. */
   debug?(message: string): void;
   /** Shutdown and worker replacement. */
   info(message: string): void;
@@ -791,7 +791,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   #start(slot: Slot, task: Task): void {
     task.startedAt = performance.now();
-    this.#logger.debug?.(`Worker ${slot.id} got a job; executing.`);
+    this.#logger.debug?.(`Worker ${slot.id} got a job; executing. (job ${task.id})`);
     slot.channel.send({ type: "run", job: task.id, data: task.data }, task.transfer);
     slot.runEnvelope = slot.channel.sent + 1;
     task.data = undefined;

@@ -159,7 +159,7 @@ Deno.test("WorkerPool logs the book's lines at debug level", async () => {
   await pool.run(3);
   await pool.close();
   assert.deepEqual(lines, [
-    "Worker 0 got a job; executing.",
+    "Worker 0 got a job; executing. (job 1)",
     "Shutting down worker 0",
     "Shutting down worker 1",
   ]);
