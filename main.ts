@@ -501,11 +501,13 @@ export class Server {
  *
  * @example Serve ./static on a free port, then stop
  * ```ts
+ * import assert from "node:assert/strict";
  * import { serve } from "./main.ts";
  *
  * await using server = await serve({ port: 0, workers: 2 });
  * const response = await fetch(server.url);
- * await response.body?.cancel();
+ * assert.equal(response.status, 200);
+ * assert.match(await response.text(), /Hello!/);
  * ```
  */
 export async function serve(options: ServeOptions = {}): Promise<Server> {
@@ -545,9 +547,12 @@ class UsageError extends Error {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseFlags } from "./main.ts";
  *
  * const options = parseFlags(["--port", "0", "--workers", "2"]);
+ * assert.ok(options !== "help");
+ * assert.deepEqual([options.port, options.workers, options.root], [0, 2, undefined]);
  * ```
  */
 export function parseFlags(args: string[]): ServeOptions | "help" {
