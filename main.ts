@@ -323,7 +323,6 @@ export class Server {
             connections: this.#connections.size,
           })
         : undefined,
-      draining: () => this.#closed !== undefined,
       logHeaders: this.#accessLog?.wantsHeaders ?? false,
       trustProxy: o.trustProxy ?? false,
       onResponse: (exchange: Exchange, remote: string) => {

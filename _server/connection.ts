@@ -52,8 +52,6 @@ export interface ConnectionOptions extends FramingLimits {
   logHeaders: boolean;
   /** Take the client's address and scheme from one reverse proxy's forwarding fields. */
   trustProxy: boolean;
-  /** Whether the server is draining: `/_brigade/health` then answers 503. */
-  draining: () => boolean;
   /** Called with each finished exchange, for the access log. */
   onResponse: ((exchange: Exchange, remote: string) => void) | undefined;
 }
@@ -425,7 +423,8 @@ export class Connection {
 
   /**
    * Answers the reserved `/_brigade/` paths on the main thread: `health`
-   * always (200 while serving, 503 once draining), `stats` with --stats, and
+   * always (200: a draining server reads no new requests), `stats` with
+   * --stats, `metrics` with --metrics, and
    * 404 for anything else there. None reaches the app.
    */
   #builtIn(head: RequestHead, exchange: Exchange, close: boolean): void {
@@ -436,7 +435,7 @@ export class Connection {
     let body = "Not Found\n";
     let type = "text/plain; charset=utf-8";
     if (path === "/_brigade/health") {
-      [status, body] = options.draining() ? [503, "draining\n"] : [200, "serving\n"];
+      [status, body] = [200, "serving\n"];
     } else if (path === "/_brigade/stats" && options.stats) {
       [status, body, type] = [200, options.stats(), "application/json"];
     } else if (path === "/_brigade/metrics" && options.metrics) {
