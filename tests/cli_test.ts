@@ -67,16 +67,29 @@ Deno.test("the README's flag table lists every flag, in order, with its default"
   );
 });
 
-Deno.test("a start-up failure (missing root, handler module that cannot load) prints one line and exits 1", async () => {
+Deno.test("a start-up failure (missing root or permission, handler module missing, broken or without default fetch) prints one line and exits 1", async () => {
   const missing = await Deno.makeTempDir({ prefix: "brigade-missing-" });
   await Deno.remove(missing);
+  const apps = await Deno.makeTempDir({ prefix: "brigade-bad-apps-" });
+  await Deno.writeTextFile(`${apps}/syntax.ts`, "export default {\n");
+  await Deno.writeTextFile(`${apps}/no_default.ts`, "export const fetch = () => new Response();\n");
+  const allowRead = `--allow-read=${PROJECT},${apps}`;
   const cases = [
-    { args: ["--root", missing], cause: /No such file|not found/i },
-    { args: ["--handler", `${missing}/app.ts`], cause: /Module not found/ },
+    { args: [allowRead, "main.ts", "--root", missing], cause: /Requires read access/ },
+    { args: ["--allow-read", "main.ts", "--root", missing], cause: /No such file/ },
+    {
+      args: ["--allow-read", "main.ts", "--handler", `${missing}/app.ts`],
+      cause: /Module not found/,
+    },
+    { args: ["--allow-read", "main.ts", "--handler", `${apps}/syntax.ts`], cause: /SyntaxError/ },
+    {
+      args: ["--allow-read", "main.ts", "--handler", `${apps}/no_default.ts`],
+      cause: /must export default \{ fetch \}/,
+    },
   ];
   for (const { args, cause } of cases) {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", "--allow-read", "main.ts", "--port", "0", ...args],
+      args: ["run", "--allow-net", ...args, "--port", "0"],
       cwd: PROJECT,
     }).output();
     const message = new TextDecoder().decode(stderr);
@@ -86,6 +99,7 @@ Deno.test("a start-up failure (missing root, handler module that cannot load) pr
     assert.match(message, /^brigade: cannot start: Cannot start worker \d, received /);
     assert.match(message, cause);
   }
+  await Deno.remove(apps, { recursive: true });
 });
 
 Deno.test("deno task start -- --port 0 passes the flags through the separator", async () => {
