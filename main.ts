@@ -26,6 +26,7 @@ import {
 } from "./_server/log.ts";
 import { FLAGS, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
 import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
+import { Dashboard } from "./_server/dashboard.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
 import { WorkerPool, type WorkerPoolStats } from "./pool.ts";
@@ -77,6 +78,19 @@ export interface ServeOptions {
    * @default {false}
    */
   trustProxy?: boolean;
+  /**
+   * Serve the live pool page at `GET /_brigade/`, with its events at
+   * `GET /_brigade/events`: to loopback clients only, unless `dashboardToken`
+   * is set.
+   * @default {false}
+   */
+  dashboard?: boolean;
+  /**
+   * A token the dashboard requires from every client (a bearer token, or
+   * `?token=` once, which sets a cookie); required behind a proxy.
+   * @default {undefined}
+   */
+  dashboardToken?: string;
   /**
    * Serve Prometheus metrics at `GET /_brigade/metrics`.
    * @default {false}
@@ -266,6 +280,7 @@ export class Server {
   #accepting: Promise<void>;
   #closed: Promise<ShutdownReport> | undefined;
   #responses: StatusCounts = {};
+  #dashboard: Dashboard | undefined;
   #allClosed: (() => void) | undefined;
 
   /** @internal Use {@linkcode serve}. */
@@ -290,6 +305,15 @@ export class Server {
       window: RESPONSE_WINDOW,
       listen: { hostname: listener.addr.hostname, port: listener.addr.port },
     };
+    const logger = this.#logger;
+    const poolLogger = {
+      debug: logger.debug?.bind(logger),
+      info: (line: string) => {
+        logger.info(line);
+        // Replacements and start-up troubles show in the dashboard's log too.
+        this.#dashboard?.log(line);
+      },
+    };
     this.#pool = new WorkerPool(new URL("./worker.ts", import.meta.url), {
       size: o.workers,
       concurrency: o.workerConcurrency,
@@ -297,8 +321,29 @@ export class Server {
       timeout: o.timeout,
       maxQueue: o.maxQueue,
       queueTimeout: o.queueTimeout,
-      logger: this.#logger,
+      logger: poolLogger,
     });
+    if (o.dashboard || o.dashboardToken !== undefined) {
+      this.#dashboard = new Dashboard({
+        token: o.dashboardToken,
+        trustProxy: o.trustProxy ?? false,
+        stats: () => {
+          const pool = this.#pool.stats();
+          let responsesTotal = 0;
+          for (const count of Object.values(this.#responses)) responsesTotal += count;
+          return {
+            workers: this.#pool.workers(),
+            queued: pool.queued,
+            connections: this.#connections.size,
+            responsesTotal,
+            wait: pool.waitTime,
+            run: pool.runTime,
+            responses: this.#responses,
+            replaced: pool.replaced,
+          };
+        },
+      });
+    }
     if (o.accessLog) this.#accessLog = new AccessLog(o.logFormat);
     const accessLog = this.#accessLog;
     this.#options = {
@@ -323,6 +368,11 @@ export class Server {
             connections: this.#connections.size,
           })
         : undefined,
+      dashboard: this.#dashboard,
+      // The book's /sleep blocks its worker's thread (static app only).
+      blocks: o.handler === undefined
+        ? (head) => head.path === "/sleep" || head.path.startsWith("/sleep?")
+        : () => false,
       logHeaders: this.#accessLog?.wantsHeaders ?? false,
       trustProxy: o.trustProxy ?? false,
       onResponse: (exchange: Exchange, remote: string) => {
@@ -396,6 +446,8 @@ export class Server {
 
   async #shutDown(): Promise<ShutdownReport> {
     this.#listener.close();
+    // Event streams never end by themselves: end them, or the drain would wait for them.
+    this.#dashboard?.close();
     await this.#accepting;
     const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
     for (const connection of [...this.#connections]) connection.drain();
@@ -618,6 +670,8 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     stats: values.stats === true ? true : undefined,
     metrics: values.metrics === true ? true : undefined,
     logFormat: logFormat as LogFormat | undefined,
+    dashboard: values.dashboard === true ? true : undefined,
+    dashboardToken: headerValue("dashboard-token", text("dashboard-token")),
     trustProxy: values["trust-proxy"] === true ? true : undefined,
     timeout: int("timeout", text("timeout"), 1),
     writeTimeout: int("write-timeout", text("write-timeout"), 1),

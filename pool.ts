@@ -146,6 +146,11 @@ export interface RunOptions<Message = unknown, Result = unknown> {
   signal?: AbortSignal;
   /** Run only on a worker with nothing else to do, and give it nothing else meanwhile. */
   exclusive?: boolean;
+  /**
+   * A short, non-sensitive description of the job, such as `GET /sleep`,
+   * shown by {@linkcode WorkerPool.workers} while it runs.
+   */
+  label?: string;
   /** Receives each message the job sends before its result. */
   onMessage?: (message: Message) => void;
   /**
@@ -214,6 +219,22 @@ export interface HistogramSnapshot {
   sum: number;
 }
 
+/** One worker, as {@linkcode WorkerPool.workers} describes it. */
+export interface WorkerSnapshot {
+  /** The worker's number, as in "Worker 3 got a job". */
+  id: number;
+  /** Starting (not ready yet), idle, busy with jobs, or blocked in a declared block. */
+  state: "starting" | "idle" | "busy" | "blocked";
+  /** Jobs on it now. */
+  running: number;
+  /** The longest-running of them: its label and how long it has run, in milliseconds. */
+  oldest: { label: string; ageMs: number } | null;
+  /** Jobs it finished. */
+  completed: number;
+  /** Jobs of it that ended in an error. */
+  failed: number;
+}
+
 /** Percentiles of a recent sample, in milliseconds; 0 when empty. */
 export interface Percentiles {
   /** The median. */
@@ -228,6 +249,7 @@ export interface Percentiles {
 
 interface Task {
   id: number;
+  label: string;
   data: unknown;
   transfer: Transferable[];
   exclusive: boolean;
@@ -271,6 +293,9 @@ interface Slot {
   pingAt: number;
   pingEnvelope: number;
   blockedUntil: number;
+  /** Jobs this worker finished, and those that ended in an error. */
+  completed: number;
+  failed: number;
 }
 
 interface JobOps {
@@ -517,6 +542,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   submit(data: Data, options: RunOptions<Message, Result> = {}): Job<Result> {
     const task: Task = {
       id: this.#nextTaskId++,
+      label: options.label ?? "",
       data,
       transfer: options.transfer ?? [],
       exclusive: options.exclusive ?? false,
@@ -595,6 +621,53 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       waitHistogram: this.#waitHistogram.snapshot(),
       runHistogram: this.#runHistogram.snapshot(),
     };
+  }
+
+  /**
+   * One line per worker: its state, how many jobs it runs, the oldest one's
+   * label and age, and its counts. For dashboards; cheap enough to call a
+   * few times a second.
+   *
+   * @returns The workers in the pool's order.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { WorkerPool } from "./pool.ts";
+   *
+   * const url = new URL("./tests/fixtures/echo_worker.ts", import.meta.url);
+   * await using pool = new WorkerPool<number, number>(url, { size: 1 });
+   * await pool.run(2, [], { label: "square 2" });
+   * assert.deepEqual(pool.workers().map((w) => [w.state, w.completed]), [["idle", 1]]);
+   * ```
+   */
+  workers(): WorkerSnapshot[] {
+    const now = performance.now();
+    return this.#slots.map((slot) => {
+      let oldest: Task | undefined;
+      for (const task of slot.tasks.values()) {
+        if (task.startedAt > 0 && (oldest === undefined || task.startedAt < oldest.startedAt)) {
+          oldest = task;
+        }
+      }
+      const state: WorkerSnapshot["state"] = !slot.ready
+        ? "starting"
+        : slot.blockedUntil > now
+        ? "blocked"
+        : slot.tasks.size > 0
+        ? "busy"
+        : "idle";
+      return {
+        id: slot.id,
+        state,
+        running: slot.tasks.size,
+        oldest: oldest === undefined
+          ? null
+          : { label: oldest.label, ageMs: Math.round(now - oldest.startedAt) },
+        completed: slot.completed,
+        failed: slot.failed,
+      };
+    });
   }
 
   /**
@@ -707,6 +780,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       pingEnvelope: 0,
       blockedUntil: 0,
       firstStart,
+      completed: 0,
+      failed: 0,
     };
     slot.channel = new Channel<ToWorker, FromWorker>(port1, (envelope) => {
       this.#onEnvelope(slot, envelope);
@@ -855,10 +930,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
           task.onCredit?.(frame.bytes);
           break;
         case "done":
+          slot.completed++;
           this.#release(slot, task);
           this.#settle(task, undefined, true, frame.data);
           break;
         case "error":
+          slot.failed++;
           this.#release(slot, task);
           this.#settle(task, deserializeError(frame.error), false);
           break;

@@ -13,6 +13,7 @@
  * finished responses, or `maxOutput` bytes, wait to be written.
  */
 
+import type { Dashboard } from "./dashboard.ts";
 import { forwardedClient } from "./proxy.ts";
 import { Exchange, type ExchangeCounters, type HttpPool } from "./exchange.ts";
 import {
@@ -48,6 +49,13 @@ export interface ConnectionOptions extends FramingLimits {
   stats: (() => string) | undefined;
   /** Answers `GET /_brigade/metrics` (Prometheus text) on the main thread, if set. */
   metrics: (() => string) | undefined;
+  /**
+   * Whether a request will block its worker's thread (the static app's
+   * `/sleep`): it then runs alone on an idle worker.
+   */
+  blocks: (head: RequestHead) => boolean;
+  /** The live pool page and its events, with --dashboard. */
+  dashboard: Dashboard | undefined;
   /** Keep each request's Referer and User-Agent for the access log. */
   logHeaders: boolean;
   /** Take the client's address and scheme from one reverse proxy's forwarding fields. */
@@ -404,7 +412,7 @@ export class Connection {
       );
       return;
     }
-    if (head.path.startsWith("/_brigade/")) {
+    if (head.path.startsWith("/_brigade/") || (options.dashboard && head.path === "/_brigade")) {
       this.#builtIn(head, exchange, close);
       return;
     }
@@ -418,7 +426,16 @@ export class Connection {
       remoteHost,
       remotePort,
     };
-    exchange.run(this.#pool, this.#counters, start, head.expectContinue);
+    // With the dashboard on, a running request is shown as its method and path (no query).
+    const label = options.dashboard ? `${head.method} ${head.path.split("?", 1)[0]}` : undefined;
+    exchange.run(
+      this.#pool,
+      this.#counters,
+      start,
+      head.expectContinue,
+      label,
+      options.blocks(head),
+    );
   }
 
   /**
@@ -431,6 +448,19 @@ export class Connection {
     const query = head.path.indexOf("?");
     const path = query === -1 ? head.path : head.path.slice(0, query);
     const options = this.#options;
+    if (options.dashboard && (path === "/_brigade/" || path === "/_brigade/events")) {
+      this.#dashboard(options.dashboard, head, exchange, close, path, query);
+      return;
+    }
+    if (path === "/_brigade" && options.dashboard) {
+      // The page reads its events relative to its own URL, which ends in a slash.
+      const bytes = textResponse(301, "Moved Permanently\n", "text/plain; charset=utf-8", {
+        close,
+        headers: ["location: /_brigade/"],
+      });
+      exchange.answer(bytes, 301, close);
+      return;
+    }
     let status = 404;
     let body = "Not Found\n";
     let type = "text/plain; charset=utf-8";
@@ -453,6 +483,40 @@ export class Connection {
     // HEAD: the same head, no body.
     const answer = head.method === "HEAD" ? bytes.subarray(0, bytes.length - body.length) : bytes;
     exchange.answer(answer, status, close, head.method === "HEAD" ? 0 : body.length);
+  }
+
+  #dashboard(
+    dashboard: Dashboard,
+    head: RequestHead,
+    exchange: Exchange,
+    close: boolean,
+    path: string,
+    query: number,
+  ): void {
+    const access = dashboard.access(
+      this.#remote,
+      head.fields,
+      query === -1 ? "" : head.path.slice(query),
+    );
+    if (!access.ok) {
+      exchange.answer(
+        plainResponse(access.status, access.message, { close }),
+        access.status,
+        close,
+      );
+      return;
+    }
+    if (head.method !== "GET") {
+      const bytes = plainResponse(405, "Method Not Allowed", { close, headers: ["allow: GET"] });
+      exchange.answer(bytes, 405, close);
+      return;
+    }
+    if (path === "/_brigade/events") {
+      dashboard.watch(exchange, head.minor, close, access.cookie);
+      return;
+    }
+    const page = dashboard.page(close, access.cookie);
+    exchange.answer(page, 200, close, page.length);
   }
 
   /** Answers a request the framer refused, and closes after it. */

@@ -88,6 +88,7 @@ export class Exchange {
   #replayBytes = 0;
   #replayed = false;
   #cancelled = false;
+  #label: string | undefined;
 
   /** @param events Where to say that bytes are ready or credit arrived. */
   constructor(events: ExchangeEvents) {
@@ -120,6 +121,41 @@ export class Exchange {
     this.#events.onReady(this);
   }
 
+  /**
+   * Starts a response the main thread produces over time (server-sent
+   * events): `head` now, then {@linkcode Exchange.push}, until
+   * {@linkcode Exchange.end}.
+   */
+  open(head: Uint8Array, status: number, close: boolean): void {
+    if (this.finished) return;
+    this.status = status;
+    this.close = close;
+    this.interim = undefined;
+    this.chunks.push(head);
+    this.buffered += head.length;
+    this.#events.onReady(this);
+  }
+
+  /** More bytes of a response opened with {@linkcode Exchange.open}; false once it has ended. */
+  push(bytes: Uint8Array): boolean {
+    if (this.finished) return false;
+    this.chunks.push(bytes);
+    this.buffered += bytes.length;
+    this.#events.onReady(this);
+    return true;
+  }
+
+  /** Ends a response opened with {@linkcode Exchange.open}, after `last` if given. */
+  end(last?: Uint8Array): void {
+    if (this.finished) return;
+    if (last) {
+      this.chunks.push(last);
+      this.buffered += last.length;
+    }
+    this.finished = true;
+    this.#events.onReady(this);
+  }
+
   /** Answers from the main thread: `bytes` is the whole response. */
   answer(bytes: Uint8Array, status: number, close: boolean, bodyBytes = 0): void {
     if (this.finished) return;
@@ -139,7 +175,10 @@ export class Exchange {
     counters: ExchangeCounters,
     start: RequestStart,
     expectContinue: boolean,
+    label?: string,
+    blocking = false,
   ): void {
+    this.#label = label;
     this.#pool = pool;
     this.#counters = counters;
     this.#start = start;
@@ -147,7 +186,9 @@ export class Exchange {
     // Only an idempotent request may run again; others need no copy of their body.
     if (!IDEMPOTENT.has(start.method)) this.#replay = undefined;
     counters.requests++;
-    this.#submit(false);
+    // A request known to block its worker's thread gets a worker of its own,
+    // so the next one waits in the pool's queue, not behind it in a worker.
+    this.#submit(blocking);
     if (expectContinue) {
       this.interim = CONTINUE;
       // After the rest of this read is framed: a body already on its way
@@ -226,6 +267,7 @@ export class Exchange {
   #submit(exclusive: boolean): void {
     const job = this.#pool!.submit(this.#start!, {
       exclusive,
+      label: this.#label,
       onMessage: (part) => this.#onPart(part),
       onCredit: (bytes) => {
         this.#inFlight -= bytes;
@@ -235,7 +277,7 @@ export class Exchange {
       onError: (error) => this.#failed(job, error),
     });
     this.#job = job;
-    if (exclusive) {
+    if (this.#replayed) {
       for (const bytes of this.#replay ?? []) job.send({ bytes });
       if (this.#bodyEnded && this.#start!.body) job.send({ end: true });
     }

@@ -103,6 +103,13 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   { name: "stats", default: "off", help: "serve pool figures as JSON at GET /_brigade/stats" },
   { name: "metrics", default: "off", help: "serve Prometheus metrics at GET /_brigade/metrics" },
+  { name: "dashboard", default: "off", help: "serve the live pool page at GET /_brigade/" },
+  {
+    name: "dashboard-token",
+    value: "<token>",
+    default: "none",
+    help: "token the dashboard requires (else loopback clients only)",
+  },
   { name: "help", default: "off", help: "show this help" },
 ];
 

@@ -247,6 +247,21 @@ Deno.test("N /sleeps occupy N workers, and the next one waits in the main thread
   assert.deepEqual(await Promise.all([first, second, third]), [200, 200, 200]);
 });
 
+Deno.test("N+1 /sleeps sent at once: N run, one per worker, and the last waits in the main thread's queue", async () => {
+  await using server = await serve({
+    port: 0,
+    workers: 2,
+    root: ROOT,
+    sleepMs: 1000,
+    logLevel: "error",
+  });
+  // All at once: no worker has declared its block yet when the third arrives.
+  const sleeps = [1, 2, 3].map(() => fetch(new URL("/sleep", server.url)).then((r) => r.status));
+  await until(() => server.stats().queued === 1);
+  assert.equal(server.stats().running, 2, "one request per worker");
+  assert.deepEqual(await Promise.all(sleeps), [200, 200, 200]);
+});
+
 Deno.test("GET / on a fresh connection is answered by a worker while the other is blocked by /sleep", async () => {
   await using server = await serve({
     port: 0,
