@@ -191,7 +191,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     const mtime = info.mtime?.getTime() ?? 0;
     const size = info.size;
     const etag = `W/"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
-    const lastModified = new Date(mtime).toUTCString();
+    // Never later than now (RFC 9110 §8.8.2.1): a file dated in the future gets the current time.
+    const lastModified = new Date(Math.min(mtime, Date.now())).toUTCString();
     const type = mime.contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ||
       "application/octet-stream";
     // Compressible and large enough to gain: the answer depends on Accept-Encoding.
@@ -282,7 +283,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   ): Promise<Response> {
     const mtime = file.info.mtime?.getTime() ?? 0;
     const etag = `W/"${file.info.size.toString(16)}-${Math.floor(mtime).toString(16)}-${coding}"`;
-    const lastModified = new Date(mtime).toUTCString();
+    // Never later than now (RFC 9110 §8.8.2.1): a file dated in the future gets the current time.
+    const lastModified = new Date(Math.min(mtime, Date.now())).toUTCString();
     const headers: Record<string, string> = {
       "content-type": type,
       "content-encoding": coding,

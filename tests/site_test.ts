@@ -16,6 +16,8 @@ async function site(files: Record<string, string>, options: ServeOptions = {}) {
   }
   const server = await serve({ port: 0, workers: 1, root, logLevel: "warn", ...options });
   return {
+    /** The site's folder. */
+    root,
     /** An absolute URL on this server. */
     url: (path: string) => new URL(path, server.url),
     /** Sends one request (method, path, extra header lines) and returns its response. */
@@ -211,4 +213,14 @@ Deno.test("a precompressed .br or .gz sibling is served to a client that takes t
   assert.deepEqual([gz.headers.get("content-encoding"), gz.body], ["gzip", "GZIP"]);
   const plain = await s.ask("GET", "/site.css");
   assert.deepEqual([plain.headers.get("content-encoding"), plain.body], [undefined, css]);
+});
+
+Deno.test("a file dated in the future is sent with a Last-Modified of now, never later than Date", async () => {
+  await using s = await site({ "future.txt": "from tomorrow\n" });
+  const tomorrow = new Date(Date.now() + 86_400_000);
+  await Deno.utime(`${s.root}/future.txt`, tomorrow, tomorrow);
+  const response = await s.ask("GET", "/future.txt");
+  assert.equal(response.status, 200);
+  const lastModified = Date.parse(response.headers.get("last-modified")!);
+  assert.ok(lastModified <= Date.parse(response.headers.get("date")!), "not after Date");
 });
