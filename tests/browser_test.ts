@@ -2,48 +2,18 @@
  * A real browser: headless Chromium, driven by puppeteer-core, loads the small
  * site in `tests/fixtures/site/` from a brigade started in this process.
  *
- * Chromium is started here with `Deno.Command` and puppeteer connects to it
- * over Deno's own WebSocket. `puppeteer.launch()` would go through
- * `node:child_process` and the `ws` package, which read environment variables
- * and so would need `--allow-env` in the test task; this way the task's
- * permissions are enough, and the test owns the browser's process.
+ * Chromium is started and driven by `_browser.ts` (`Deno.Command`,
+ * puppeteer-core over Deno's WebSocket, so the test task's permissions are
+ * enough).
  *
  * The tests are ignored where `/usr/bin/chromium` is missing (`.ci/run`
  * installs it).
  */
 import assert from "node:assert/strict";
-import puppeteer, {
-  type Browser,
-  type ConnectionTransport,
-  type GoToOptions,
-  type HTTPRequest,
-  type HTTPResponse,
-  type Page,
-} from "npm:puppeteer-core@^25.16.0/lib/puppeteer/puppeteer-core-browser.js";
+import { type GoToOptions, hasChromium, type Page, watch, withChromium } from "./_browser.ts";
 import { serve, type ServeOptions, type Server } from "../main.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SITE = new URL("./fixtures/site/", import.meta.url).pathname;
-const FLAGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  // No connections of Chromium's own (updates, sync, field trials): on a
-  // closed network they are refused, and the test only wants the page's.
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-function hasChromium(): boolean {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-}
 
 /** Every path `index.html` makes the browser fetch, with the type each must come with. */
 const ASSETS: Record<string, RegExp> = {
@@ -55,46 +25,6 @@ const ASSETS: Record<string, RegExp> = {
   "/images/tile.png": /^image\/png$/,
   "/images/icons/mark.svg": /^image\/svg\+xml\b/,
 };
-
-/** The CDP connection, over Deno's WebSocket. */
-class DenoWebSocketTransport implements ConnectionTransport {
-  onmessage?: (message: string) => void;
-  onclose?: () => void;
-  /** Settles once the socket is closed, whichever side closed it. */
-  readonly closed: Promise<void>;
-  #socket: WebSocket;
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    this.closed = new Promise((resolve) => {
-      socket.addEventListener("close", () => {
-        resolve();
-        this.onclose?.();
-      });
-    });
-    socket.addEventListener("message", (event) => this.onmessage?.(event.data));
-  }
-
-  static open(url: string): Promise<DenoWebSocketTransport> {
-    const socket = new WebSocket(url);
-    return new Promise((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(new DenoWebSocketTransport(socket)), {
-        once: true,
-      });
-      socket.addEventListener("error", () => reject(new Error(`cannot connect to ${url}`)), {
-        once: true,
-      });
-    });
-  }
-
-  send(message: string): void {
-    this.#socket.send(message);
-  }
-
-  close(): void {
-    this.#socket.close();
-  }
-}
 
 /**
  * Starts brigade on the fixture site and Chromium with a fresh profile, runs
@@ -111,87 +41,7 @@ async function withBrowser(
     logLevel: "warn",
     ...options,
   });
-  const profile = await Deno.makeTempDir({ prefix: "brigade-chromium-" });
-  const chromium = new Deno.Command(CHROMIUM, {
-    args: [...FLAGS, `--user-data-dir=${profile}`, "--remote-debugging-port=0", "about:blank"],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Chromium names its DevTools endpoint on stderr; the rest of stderr is
-  // kept for the error message should it never get that far.
-  let stderr = "";
-  const { promise: endpoint, resolve: found, reject: missing } = Promise.withResolvers<string>();
-  const drained = (async () => {
-    for await (const text of chromium.stderr.pipeThrough(new TextDecoderStream())) {
-      if (stderr.length < 65536) stderr += text;
-      const match = /DevTools listening on (ws:\/\/\S+)/.exec(stderr);
-      if (match) found(match[1]);
-    }
-    missing(new Error(`Chromium exited before it listened for DevTools:\n${stderr}`));
-  })();
-  // A deadline, not a wait: it only turns a Chromium that hangs at start into an error.
-  const deadline = setTimeout(() => {
-    missing(new Error(`Chromium did not listen for DevTools within 30 s:\n${stderr}`));
-  }, 30_000);
-  let transport: DenoWebSocketTransport | undefined;
-  let browser: Browser | undefined;
-  try {
-    const url = await endpoint;
-    clearTimeout(deadline);
-    transport = await DenoWebSocketTransport.open(url);
-    browser = await puppeteer.connect({ transport, defaultViewport: null });
-    await body(await browser.newPage(), server);
-  } finally {
-    clearTimeout(deadline);
-    let closed = false;
-    try {
-      // Browser.close: Chromium exits by itself, which closes the socket.
-      if (browser?.connected) {
-        await browser.close();
-        closed = true;
-      }
-    } finally {
-      if (!closed) {
-        try {
-          chromium.kill("SIGKILL");
-        } catch {
-          // It has exited already.
-        }
-      }
-      await chromium.status;
-      await drained;
-      await transport?.closed;
-      await Deno.remove(profile, { recursive: true });
-    }
-  }
-}
-
-/** What the page's requests and responses were, from puppeteer's events. */
-function watch(page: Page) {
-  const requests: HTTPRequest[] = [];
-  const responses: HTTPResponse[] = [];
-  const failures: string[] = [];
-  page.on("request", (request) => requests.push(request));
-  page.on("response", (response) => responses.push(response));
-  page.on("requestfailed", (request) => {
-    failures.push(`${request.url()}: ${request.failure()?.errorText}`);
-  });
-  page.on("pageerror", (error) => failures.push(`page error: ${error}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") failures.push(`console error: ${message.text()}`);
-  });
-  return {
-    requests,
-    responses,
-    failures,
-    /** Forgets what was seen so far. */
-    clear() {
-      requests.length = 0;
-      responses.length = 0;
-      failures.length = 0;
-    },
-  };
+  await withChromium(async (browser) => await body(await browser.newPage(), server));
 }
 
 const pathOf = (url: string) => new URL(url).pathname;
