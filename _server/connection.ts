@@ -380,7 +380,8 @@ export class Connection {
     let scheme = "http";
     if (options.trustProxy) {
       const client = forwardedClient(head.fields);
-      if (client.host !== undefined) [remoteHost, remotePort] = [client.host, client.port ?? 0];
+      // The proxy does not say its client's port.
+      if (client.host !== undefined) [remoteHost, remotePort] = [client.host, 0];
       if (client.proto !== undefined) scheme = client.proto;
     }
     if (options.onResponse) {

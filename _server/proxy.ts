@@ -1,15 +1,16 @@
 /**
  * The client behind one trusted reverse proxy (--trust-proxy): its address
- * and scheme from `Forwarded` (RFC 7239) or `X-Forwarded-For` /
- * `X-Forwarded-Proto`. Only the last element counts: it is the one the
- * proxy added, while anything before it came from the client and may be
- * forged.
+ * and scheme from `X-Forwarded-For` and `X-Forwarded-Proto`, the fields
+ * nginx, Caddy and HAProxy set. Only their last element counts: it is the one
+ * the proxy added, while anything before it came from the client and may be
+ * forged. `Forwarded` (RFC 7239) is ignored: those proxies pass a client's
+ * own `Forwarded` through untouched, so believing it would let any client
+ * choose its address.
  */
 
 /** What the proxy said about its client; fields it did not say are absent. */
 export interface ForwardedClient {
   host?: string;
-  port?: number;
   proto?: "http" | "https";
 }
 
@@ -27,67 +28,44 @@ export interface ForwardedClient {
  * ```
  */
 export function forwardedClient(fields: string[]): ForwardedClient {
-  let forwarded: string | undefined;
   let forwardedFor: string | undefined;
   let forwardedProto: string | undefined;
   for (let i = 0; i < fields.length; i += 2) {
-    switch (fields[i]) {
-      case "forwarded":
-        forwarded = fields[i + 1];
-        break;
-      case "x-forwarded-for":
-        forwardedFor = fields[i + 1];
-        break;
-      case "x-forwarded-proto":
-        forwardedProto = fields[i + 1];
-        break;
-    }
+    // Repeated fields form one list (RFC 9110 §5.3): the last line holds its end.
+    if (fields[i] === "x-forwarded-for") forwardedFor = fields[i + 1];
+    else if (fields[i] === "x-forwarded-proto") forwardedProto = fields[i + 1];
   }
   const client: ForwardedClient = {};
-  if (forwarded !== undefined) {
-    for (const pair of lastElement(forwarded).split(";")) {
-      const eq = pair.indexOf("=");
-      if (eq === -1) continue;
-      const key = pair.slice(0, eq).trim().toLowerCase();
-      const value = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
-      if (key === "for") Object.assign(client, address(value));
-      else if (key === "proto") client.proto = scheme(value);
-    }
-  } else if (forwardedFor !== undefined) {
-    Object.assign(client, address(lastElement(forwardedFor)));
+  if (forwardedFor !== undefined) {
+    const host = lastElement(forwardedFor);
+    if (isIpAddress(host)) client.host = host;
   }
-  if (client.proto === undefined && forwardedProto !== undefined) {
-    client.proto = scheme(lastElement(forwardedProto));
+  if (forwardedProto !== undefined) {
+    const proto = lastElement(forwardedProto).toLowerCase();
+    if (proto === "http" || proto === "https") client.proto = proto;
   }
-  if (client.proto === undefined) delete client.proto;
   return client;
 }
 
+/** The list's last element without its optional whitespace (SP and HTAB only, in linear time). */
 function lastElement(list: string): string {
-  return list.slice(list.lastIndexOf(",") + 1).trim();
-}
-
-function scheme(value: string): "http" | "https" | undefined {
-  const lower = value.toLowerCase();
-  return lower === "http" || lower === "https" ? lower : undefined;
+  let start = list.lastIndexOf(",") + 1;
+  let end = list.length;
+  while (start < end && (list[start] === " " || list[start] === "\t")) start++;
+  while (end > start && (list[end - 1] === " " || list[end - 1] === "\t")) end--;
+  return list.slice(start, end);
 }
 
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
-const IPV6 = /^[0-9a-f:.]{2,45}$/i;
 
-/** An IP address, with a port when given (`1.2.3.4:80`, `[::1]:80`); nothing for anything else. */
-function address(value: string): { host?: string; port?: number } {
-  let host = value;
-  let port: number | undefined;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
-  if (bracketed) {
-    host = bracketed[1];
-    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else {
-    const withPort = /^([^:]+):(\d{1,5})$/.exec(value);
-    if (withPort) [host, port] = [withPort[1], Number(withPort[2])];
+/** A dotted IPv4 address, or an IPv6 address as the URL parser accepts one. */
+function isIpAddress(host: string): boolean {
+  if (IPV4.test(host)) return true;
+  if (!/^[0-9a-fA-F:.]{2,45}$/.test(host) || !host.includes(":")) return false;
+  try {
+    new URL(`http://[${host}]/`);
+    return true;
+  } catch {
+    return false;
   }
-  const valid = IPV4.test(host) || (host.includes(":") && IPV6.test(host));
-  if (!valid || (port !== undefined && port > 65535)) return {};
-  return port === undefined ? { host } : { host, port };
 }
