@@ -9,6 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Connection, type ConnectionOptions } from "./_server/connection.ts";
 import {
   type Exchange,
@@ -299,9 +301,7 @@ export class Server {
       spa: o.spa ?? false,
       dirListing: o.dirListing ?? false,
       // A relative path means the caller's working directory, as on the command line.
-      handler: o.handler === undefined
-        ? undefined
-        : new URL(o.handler, `file://${Deno.cwd()}/`).href,
+      handler: o.handler === undefined ? undefined : handlerUrl(o.handler),
       window: RESPONSE_WINDOW,
       listen: { hostname: listener.addr.hostname, port: listener.addr.port },
     };
@@ -446,11 +446,12 @@ export class Server {
 
   async #shutDown(): Promise<ShutdownReport> {
     this.#listener.close();
-    // Event streams never end by themselves: end them, or the drain would wait for them.
-    this.#dashboard?.close();
     await this.#accepting;
     const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
     for (const connection of [...this.#connections]) connection.drain();
+    // Event streams never end by themselves: end them, or the drain would
+    // wait for them. After drain(), so nothing pipelined behind one starts.
+    this.#dashboard?.close();
     if (this.#connections.size === 0) this.#allClosed?.();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
@@ -658,7 +659,7 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     ),
     root: text("root"),
     sleepMs: int("sleep-ms", text("sleep-ms"), 0),
-    handler: handler === undefined ? undefined : new URL(handler, `file://${Deno.cwd()}/`).href,
+    handler: handler === undefined ? undefined : handlerUrl(handler),
     logLevel: logLevel as LogLevel | undefined,
     accessLog: values.quiet !== true,
     maxBody: int("max-body", text("max-body"), 0),
@@ -683,6 +684,17 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
     spa: values.spa === true ? true : undefined,
     dirListing: values["dir-listing"] === true ? true : undefined,
   };
+}
+
+/**
+ * A handler module's URL: a URL as given, or a path resolved against the
+ * working directory and turned into a file URL (so `#` or `%` in a folder
+ * name stays part of the path).
+ */
+function handlerUrl(handler: string | URL): string {
+  if (handler instanceof URL) return handler.href;
+  if (/^[a-z][a-z0-9+.-]+:/i.test(handler)) return new URL(handler).href;
+  return pathToFileURL(resolvePath(handler)).href;
 }
 
 /** A flag's value that goes out as a header value: visible ASCII, spaces and tabs only. */

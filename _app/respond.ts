@@ -79,7 +79,7 @@ export function serveRequest(
     start.method,
     path,
     isConditional(start.fields),
-    fieldValue(start.fields, "accept-encoding"),
+    fieldList(start.fields, "accept-encoding"),
   );
   if (cached) return out.cached(cached);
   return respond(app, start, context, out);
@@ -117,12 +117,13 @@ async function respond(
   }
 }
 
-/** The first value of field `name` (lower case), if present. */
-function fieldValue(fields: string[], name: string): string | undefined {
+/** Every line of field `name` (lower case) as one list, as `Headers.get` joins them; `undefined` if absent. */
+function fieldList(fields: string[], name: string): string | undefined {
+  let list: string | undefined;
   for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] === name) return fields[i + 1];
+    if (fields[i] === name) list = list === undefined ? fields[i + 1] : `${list}, ${fields[i + 1]}`;
   }
-  return undefined;
+  return list;
 }
 
 function isConditional(fields: string[]): boolean {

@@ -226,6 +226,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     }
     if (isNotModified(request.headers, etag, mtime)) {
       const notModified: Record<string, string> = { etag, "last-modified": lastModified };
+      if (negotiable) notModified.vary = "accept-encoding";
       if (options.cacheControl !== undefined) notModified["cache-control"] = options.cacheControl;
       return new Response(null, { status: 304, headers: notModified });
     }
@@ -494,7 +495,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       async pull(controller) {
         let rows = "";
         for (const end = Math.min(next + LISTING_ROWS, names.length); next < end; next++) {
-          rows += await listingRow(dir, names[next]);
+          rows += await listingRow(root, dir, names[next]);
         }
         if (rows !== "") controller.enqueue(encoder.encode(rows));
         if (next === names.length) {
@@ -616,10 +617,16 @@ function parseRange(
 }
 
 /** One row of a directory listing; an entry that vanished or can't be read shows no size. */
-async function listingRow(dir: string, name: string): Promise<string> {
+async function listingRow(root: string, dir: string, name: string): Promise<string> {
   let info: Deno.FileInfo | undefined;
   try {
-    info = await Deno.stat(`${dir}/${name}`);
+    const path = `${dir}/${name}`;
+    if ((await Deno.lstat(path)).isSymlink) {
+      // A link is listed only if it leads inside the root, as it is served.
+      const target = await Deno.realPath(path);
+      if (target !== root && !target.startsWith(root + "/")) return "";
+    }
+    info = await Deno.stat(path);
   } catch {
     // Gone since the directory was read, or a dangling link.
   }

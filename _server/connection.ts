@@ -455,11 +455,7 @@ export class Connection {
     }
     if (path === "/_brigade" && options.dashboard) {
       // The page reads its events relative to its own URL, which ends in a slash.
-      const bytes = textResponse(301, "Moved Permanently\n", "text/plain; charset=utf-8", {
-        close,
-        headers: ["location: /_brigade/"],
-      });
-      exchange.answer(bytes, 301, close);
+      this.#answerText(exchange, head, close, 301, "Moved Permanently\n", ["location: /_brigade/"]);
       return;
     }
     let status = 404;
@@ -473,17 +469,56 @@ export class Connection {
       [status, body, type] = [200, options.metrics(), "text/plain; version=0.0.4; charset=utf-8"];
     }
     if (status !== 404 && head.method !== "GET" && head.method !== "HEAD") {
-      [status, body] = [405, "Method Not Allowed\n"];
+      this.#answerText(exchange, head, close, 405, "Method Not Allowed\n", ["allow: GET, HEAD"]);
+      return;
     }
+    this.#answerText(exchange, head, close, status, body, [], type);
+  }
+
+  /**
+   * Answers on the main thread with a text body (none for HEAD), never to be
+   * cached, and logs the body's size.
+   */
+  #answerText(
+    exchange: Exchange,
+    head: RequestHead,
+    close: boolean,
+    status: number,
+    body: string,
+    headers: string[],
+    type = "text/plain; charset=utf-8",
+  ): void {
     const bytes = textResponse(status, body, type, {
       close,
-      headers: status === 405
-        ? ["allow: GET, HEAD", "cache-control: no-store"]
-        : ["cache-control: no-store"],
+      headers: [...headers, "cache-control: no-store"],
     });
-    // HEAD: the same head, no body.
-    const answer = head.method === "HEAD" ? bytes.subarray(0, bytes.length - body.length) : bytes;
-    exchange.answer(answer, status, close, head.method === "HEAD" ? 0 : body.length);
+    this.#answerBytes(exchange, head, close, status, bytes);
+  }
+
+  /** Answers with a whole response, cut to its head for HEAD. */
+  #answerBytes(
+    exchange: Exchange,
+    head: RequestHead,
+    close: boolean,
+    status: number,
+    bytes: Uint8Array,
+  ): void {
+    let headLength = 0;
+    while (
+      headLength + 3 < bytes.length &&
+      !(bytes[headLength] === 13 && bytes[headLength + 1] === 10 &&
+        bytes[headLength + 2] === 13 && bytes[headLength + 3] === 10)
+    ) {
+      headLength++;
+    }
+    headLength += 4;
+    const isHead = head.method === "HEAD";
+    exchange.answer(
+      isHead ? bytes.subarray(0, headLength) : bytes,
+      status,
+      close,
+      isHead ? 0 : bytes.length - headLength,
+    );
   }
 
   #dashboard(
@@ -494,30 +529,28 @@ export class Connection {
     path: string,
     query: number,
   ): void {
+    // A token in the query never reaches the access log.
+    exchange.requestLine = head.requestLine.replace(/([?&]token=)[^&\s]*/g, "$1[redacted]");
     const access = dashboard.access(
       this.#remote,
       head.fields,
       query === -1 ? "" : head.path.slice(query),
     );
     if (!access.ok) {
-      exchange.answer(
-        plainResponse(access.status, access.message, { close }),
-        access.status,
-        close,
-      );
+      this.#answerText(exchange, head, close, access.status, `${access.message}\n`, []);
       return;
     }
-    if (head.method !== "GET") {
-      const bytes = plainResponse(405, "Method Not Allowed", { close, headers: ["allow: GET"] });
-      exchange.answer(bytes, 405, close);
+    const events = path === "/_brigade/events";
+    if (head.method !== "GET" && (events || head.method !== "HEAD")) {
+      const allow = events ? "allow: GET" : "allow: GET, HEAD";
+      this.#answerText(exchange, head, close, 405, "Method Not Allowed\n", [allow]);
       return;
     }
-    if (path === "/_brigade/events") {
+    if (events) {
       dashboard.watch(exchange, head.minor, close, access.cookie);
       return;
     }
-    const page = dashboard.page(close, access.cookie);
-    exchange.answer(page, 200, close, page.length);
+    this.#answerBytes(exchange, head, close, 200, dashboard.page(close, access.cookie));
   }
 
   /** Answers a request the framer refused, and closes after it. */

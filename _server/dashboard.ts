@@ -70,7 +70,9 @@ export class Dashboard {
     const token = this.#options.token;
     if (token === undefined) {
       const forwarded = fields.some((_, i) =>
-        i % 2 === 0 && (fields[i] === "forwarded" || fields[i].startsWith("x-forwarded-"))
+        i % 2 === 0 &&
+        (fields[i] === "forwarded" || fields[i] === "x-real-ip" ||
+          fields[i].startsWith("x-forwarded-"))
       );
       if (this.#options.trustProxy || forwarded || !isLoopback(remote)) {
         return {
@@ -82,7 +84,12 @@ export class Dashboard {
       return { ok: true };
     }
     for (let i = 0; i < fields.length; i += 2) {
-      if (fields[i] === "authorization" && sameToken(fields[i + 1], `Bearer ${token}`)) {
+      // The scheme name is case-insensitive (RFC 9110 §11.1).
+      const value = fields[i + 1];
+      if (
+        fields[i] === "authorization" && value.slice(0, 7).toLowerCase() === "bearer " &&
+        sameToken(value.slice(7), token)
+      ) {
         return { ok: true };
       }
       if (fields[i] === "cookie" && cookieValue(fields[i + 1], COOKIE, token)) return { ok: true };
@@ -186,10 +193,16 @@ export class Dashboard {
   #send(watcher: { exchange: Exchange; chunked: boolean }, event: string, data: object): void {
     // A watcher that stops reading misses updates instead of costing memory.
     if (watcher.exchange.buffered > MAX_UNREAD) return;
-    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    const bytes = encoder.encode(
-      watcher.chunked ? `${text.length.toString(16)}\r\n${text}\r\n` : text,
-    );
+    const text = encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    let bytes = text;
+    if (watcher.chunked) {
+      // A chunk's size counts bytes, not characters.
+      const size = encoder.encode(`${text.length.toString(16)}\r\n`);
+      bytes = new Uint8Array(size.length + text.length + 2);
+      bytes.set(size);
+      bytes.set(text, size.length);
+      bytes.set([13, 10], size.length + text.length);
+    }
     if (!watcher.exchange.push(bytes)) this.#watchers.delete(watcher);
   }
 

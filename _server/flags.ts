@@ -118,7 +118,9 @@ export function usage(): string {
   const lines = FLAGS.map((flag) => {
     const left = `  --${flag.name}${flag.value ? ` ${flag.value}` : ""}`;
     const shown = flag.value !== undefined && flag.default !== "none";
-    return `${left.padEnd(27)}${flag.help}${shown ? ` (default ${flag.default})` : ""}`;
+    return `${left.padEnd(Math.max(27, left.length + 1))}${flag.help}${
+      shown ? ` (default ${flag.default})` : ""
+    }`;
   });
   return `Usage: deno task start [options]\n\nOptions:\n${lines.join("\n")}`;
 }

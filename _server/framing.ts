@@ -328,7 +328,7 @@ export class Framer {
       if (contentLength !== -1) return refuse(400, "Both Content-Length and Transfer-Encoding");
       if (minor === 0) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
       // Empty list elements do not count (RFC 9110 §5.6.1).
-      const codings = transferEncoding.split(",").map((coding) => coding.trim())
+      const codings = transferEncoding.split(",").map(trimOWS)
         .filter((coding) => coding !== "");
       if (codings.at(-1) !== "chunked") {
         return refuse(400, "Transfer-Encoding must end with chunked");
@@ -455,7 +455,7 @@ export class Framer {
             while (j < lf - 1 && (buf[j] === SP || buf[j] === HTAB)) j++;
             if (buf[j] !== 0x3b) return refuse(400, "Malformed chunk size");
             for (let k = j; k < lf - 1; k++) {
-              if (buf[k] === CR || buf[k] === 0) return refuse(400, "Malformed chunk extension");
+              if (FIELD_VALUE[buf[k]] === 0) return refuse(400, "Malformed chunk extension");
             }
           }
           if (this.#decoded + size > limits.maxBody) {
@@ -509,6 +509,9 @@ export class Framer {
           let colon = pos;
           while (colon < lf - 1 && TCHAR[buf[colon]] === 1) colon++;
           if (colon === pos || buf[colon] !== COLON) return refuse(400, "Malformed trailer field");
+          for (let k = colon + 1; k < lf - 1; k++) {
+            if (FIELD_VALUE[buf[k]] === 0) return refuse(400, "Invalid trailer value");
+          }
           if (this.#overhead > this.#maxOverhead) return refuse(431, "Trailer section too large");
           pos = lf + 1;
           break;
@@ -524,6 +527,19 @@ export class Framer {
     this.consumed = pos - start;
     return null;
   }
+}
+
+/**
+ * Strips optional whitespace (SP and HTAB, RFC 9110 §5.6.3) and nothing
+ * else: `String#trim` would also strip U+00A0, which a strict parser keeps,
+ * so `chunked\xa0` would be chunked here and not there.
+ */
+function trimOWS(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text[start] === " " || text[start] === "\t")) start++;
+  while (end > start && (text[end - 1] === " " || text[end - 1] === "\t")) end--;
+  return text.slice(start, end);
 }
 
 function refuse(
@@ -553,7 +569,7 @@ function parseLength(value: string): number {
 function hasToken(list: string, token: string): boolean {
   if (list === "") return false;
   for (const item of list.split(",")) {
-    if (item.trim() === token) return true;
+    if (trimOWS(item) === token) return true;
   }
   return false;
 }

@@ -109,3 +109,13 @@ export async function until(condition: () => boolean, limitMs = 10_000): Promise
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Collects the lines written to stdout (the access log) until the returned function is called. */
+export function captureStdout(lines: string[]): () => void {
+  const write = Deno.stdout.writeSync;
+  Deno.stdout.writeSync = (bytes: Uint8Array) => {
+    lines.push(...new TextDecoder().decode(bytes).split("\n").filter(Boolean));
+    return bytes.length;
+  };
+  return () => Deno.stdout.writeSync = write;
+}

@@ -117,7 +117,8 @@ Deno.test("deno task start -- --port 0 passes the flags through the separator", 
 });
 
 Deno.test("serve({ handler }) resolves a relative module path against the caller's working directory", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "brigade-app-" });
+  // A folder name with URL syntax in it: it must stay part of the path.
+  const dir = await Deno.makeTempDir({ prefix: "brigade-app-#%41-" });
   await Deno.writeTextFile(
     `${dir}/app.ts`,
     'export default { fetch: () => new Response("from the app folder") };\n',

@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { serve, type ServeOptions } from "../main.ts";
 import { exchange } from "./_http_client.ts";
-import { until } from "./_process.ts";
+import { captureStdout, until } from "./_process.ts";
+import { Dashboard } from "../_server/dashboard.ts";
+import type { Exchange } from "../_server/exchange.ts";
 
 function start(options: ServeOptions = {}) {
   return serve({ port: 0, workers: 2, logLevel: "warn", dashboard: true, ...options });
@@ -108,4 +110,104 @@ Deno.test("shutting down ends the event streams at once instead of waiting for t
   const report = await server.close();
   assert.equal(report.cut, 0);
   conn.close();
+});
+
+Deno.test("HEAD on the dashboard's paths gets heads only, so a request pipelined behind it is read right", async () => {
+  await using server = await start({ dashboardToken: "s3cret" });
+  const next = "GET /_brigade/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (
+    const [request, status] of [
+      ["HEAD /_brigade HTTP/1.1\r\nHost: x\r\n\r\n", 301],
+      ["HEAD /_brigade/ HTTP/1.1\r\nHost: x\r\n\r\n", 401],
+      ["HEAD /_brigade/ HTTP/1.1\r\nHost: x\r\nAuthorization: bearer s3cret\r\n\r\n", 200],
+      ["HEAD /_brigade/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n", 405],
+    ] as const
+  ) {
+    const { responses } = await exchange(server.addr.port, request + next, {
+      responses: 2,
+      headRequests: [true, false],
+    });
+    assert.deepEqual(
+      responses.map((r) => [r.status, r.body]),
+      [[status, ""], [200, "serving\n"]],
+      request,
+    );
+  }
+});
+
+Deno.test("the dashboard's token never reaches the access log, and X-Real-IP counts as a proxy", async () => {
+  const lines: string[] = [];
+  const restore = captureStdout(lines);
+  try {
+    await using server = await start({ dashboardToken: "s3cret", accessLog: true });
+    await ask(server.addr.port, "/_brigade/?token=s3cret&x=1");
+  } finally {
+    restore();
+  }
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(lines[0], /"GET \/_brigade\/\?token=\[redacted\]&x=1 HTTP\/1\.1" 200 \d+/);
+  assert.doesNotMatch(lines[0], /s3cret/);
+  await using open = await start();
+  assert.equal((await ask(open.addr.port, "/_brigade/", "X-Real-IP: 203.0.113.7\r\n")).status, 403);
+});
+
+Deno.test("an event stream's chunk sizes count bytes, so a non-ASCII log line keeps the stream framed", () => {
+  const pushed: Uint8Array[] = [];
+  const watcher = {
+    finished: false,
+    buffered: 0,
+    open(head: Uint8Array) {
+      pushed.push(head);
+    },
+    push(bytes: Uint8Array) {
+      pushed.push(bytes);
+      return true;
+    },
+    end() {},
+  };
+  const dashboard = new Dashboard({
+    trustProxy: false,
+    stats: () => ({
+      workers: [],
+      queued: 0,
+      connections: 0,
+      responsesTotal: 0,
+      wait: { p50: 0, p90: 0, p99: 0, max: 0 },
+      run: { p50: 0, p90: 0, p99: 0, max: 0 },
+      responses: {},
+      replaced: 0,
+    }),
+  });
+  dashboard.watch(watcher as unknown as Exchange, 1, false);
+  dashboard.log("Worker 0 crashed: échec — 💥; replaced by worker 2");
+  dashboard.close();
+  for (const chunk of pushed.slice(1)) {
+    const text = new TextDecoder().decode(chunk);
+    const sizeLine = text.slice(0, text.indexOf("\r\n"));
+    const dataBytes = chunk.length - sizeLine.length - 4;
+    assert.equal(parseInt(sizeLine, 16), dataBytes, text);
+  }
+  assert.ok(pushed.some((c) => new TextDecoder().decode(c).includes("💥")));
+});
+
+Deno.test("shutdown does not start a request pipelined behind an event stream", async () => {
+  const server = await start();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  await conn.write(new TextEncoder().encode(
+    "GET /_brigade/events HTTP/1.1\r\nHost: x\r\n\r\nGET /_brigade/health HTTP/1.1\r\nHost: x\r\n\r\n",
+  ));
+  let text = "";
+  const buffer = new Uint8Array(65536);
+  const read = async () => {
+    const n = await conn.read(buffer);
+    if (n !== null) text += new TextDecoder().decode(buffer.subarray(0, n));
+    return n;
+  };
+  while (!text.includes("event: stats") && await read() !== null);
+  await server.close();
+  while (await read() !== null);
+  conn.close();
+  assert.match(text, /event: stats/);
+  assert.match(text, /\r\n0\r\n\r\n$/, "the stream ended");
+  assert.doesNotMatch(text, /serving/, "the pipelined request did not run");
 });

@@ -94,3 +94,37 @@ Deno.test("a chunk-size line trickled one byte per read is read a few times in a
   const read = reads() - before;
   assert.ok(read <= 5 * body.length, `read ${read} bytes of ${body.length}`);
 });
+
+/** The first event for `bytes` fed whole. */
+function frame(bytes: Uint8Array): FrameEvent | null {
+  return new Framer(LIMITS).next(bytes, 0, bytes.length);
+}
+
+/** Latin-1 text to bytes, one byte per character (so "\xa0" is the single byte 0xa0). */
+function latin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}
+
+Deno.test("Transfer-Encoding: chunked followed by a no-break space byte is not chunked (400)", () => {
+  for (const value of ["chunked\xa0", "\xa0chunked"]) {
+    const event = frame(
+      latin1(`POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${value}\r\n\r\n`),
+    );
+    assert.deepEqual(event && event.type === "error" ? event.status : event?.type, 400, value);
+  }
+});
+
+Deno.test("control bytes in a chunk extension or a trailer value are refused (400)", () => {
+  const head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const body of ["1;a=\x01\r\nx\r\n0\r\n\r\n", "0\r\nX-T: a\x00b\r\n\r\n"]) {
+    const bytes = latin1(head + body);
+    const framer = new Framer(LIMITS);
+    let start = 0;
+    let event: FrameEvent | null;
+    do {
+      event = framer.next(bytes, start, bytes.length);
+      start += framer.consumed;
+    } while (event !== null && event.type !== "error" && event.type !== "end");
+    assert.equal(event?.type === "error" ? event.status : event?.type, 400, JSON.stringify(body));
+  }
+});

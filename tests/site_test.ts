@@ -224,3 +224,35 @@ Deno.test("a file dated in the future is sent with a Last-Modified of now, never
   const lastModified = Date.parse(response.headers.get("last-modified")!);
   assert.ok(lastModified <= Date.parse(response.headers.get("date")!), "not after Date");
 });
+
+Deno.test("negotiation reads every Accept-Encoding line, and an identity 304 says Vary too", async () => {
+  const js = "export const greet = (name) => `hello ${name}`;\n".repeat(100);
+  await using s = await site({ "app.js": js });
+  // Warm the gzip answer into the worker's cache.
+  for (let i = 0; i < 2; i++) await s.ask("GET", "/app.js", "Accept-Encoding: gzip\r\n");
+  const refused = await s.ask(
+    "GET",
+    "/app.js",
+    "Accept-Encoding: *\r\nAccept-Encoding: gzip;q=0, br;q=0\r\n",
+  );
+  assert.equal(refused.headers.get("content-encoding"), undefined);
+  const etag = (await s.ask("GET", "/app.js")).headers.get("etag")!;
+  const notModified = await s.ask("GET", "/app.js", `If-None-Match: ${etag}\r\n`);
+  assert.deepEqual([notModified.status, notModified.headers.get("vary")], [304, "accept-encoding"]);
+});
+
+Deno.test("--dir-listing leaves out a symlink that leads outside the root", async () => {
+  await using s = await site({ "files/kept.txt": "k" }, { dirListing: true });
+  const outside = await Deno.makeTempFile({ prefix: "brigade-outside-" });
+  try {
+    await Deno.writeTextFile(outside, "secret");
+    await Deno.symlink(outside, `${s.root}/files/escape.txt`);
+    await Deno.symlink(`${s.root}/files/kept.txt`, `${s.root}/files/inside.txt`);
+    const listing = await s.ask("GET", "/files/");
+    assert.match(listing.body, /kept\.txt/);
+    assert.match(listing.body, /inside\.txt/);
+    assert.doesNotMatch(listing.body, /escape/);
+  } finally {
+    await Deno.remove(outside);
+  }
+});

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
 import { exchange } from "./_http_client.ts";
+import { captureStdout } from "./_process.ts";
 
 async function withRoot(files: Record<string, string | Uint8Array>) {
   const root = await Deno.makeTempDir({ prefix: "brigade-static-" });
@@ -26,16 +27,6 @@ async function withRoot(files: Record<string, string | Uint8Array>) {
 function loggingServer(logFormat: "common" | "combined" | "json") {
   const root = new URL("../static/", import.meta.url).pathname;
   return serve({ port: 0, workers: 1, root, logLevel: "warn", accessLog: true, logFormat });
-}
-
-/** Collects the lines written to stdout (the access log) until the returned function is called. */
-function captureStdout(lines: string[]): () => void {
-  const write = Deno.stdout.writeSync;
-  Deno.stdout.writeSync = (bytes: Uint8Array) => {
-    lines.push(...new TextDecoder().decode(bytes).split("\n").filter(Boolean));
-    return bytes.length;
-  };
-  return () => Deno.stdout.writeSync = write;
 }
 
 async function get(url: string | URL, headers: Record<string, string> = {}, method = "GET") {
