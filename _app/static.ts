@@ -317,10 +317,17 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       files.set(response, { path: file.realPath, offset: 0, length: file.info.size });
       return response;
     }
-    const body = compress ? await gzipOnce(file.realPath, mtime) : await readOnce(file.realPath);
+    // Made once per file version: a cached answer for this version is reused.
+    const key = cacheKey === undefined ? undefined : `${cacheKey}\0${coding}`;
+    const known = key === undefined ? undefined : cache.get(key);
+    const body = known !== undefined && known.realPath === file.realPath && known.mtime === mtime
+      ? known.cached.body as Uint8Array<ArrayBuffer>
+      : compress
+      ? await gzipOnce(file.realPath, mtime)
+      : await readOnce(file.realPath);
     headers["content-length"] = String(body.length);
-    if (cacheKey !== undefined) {
-      remember(`${cacheKey}\0${coding}`, file.realPath, mtime, headers, body, false);
+    if (key !== undefined && known?.cached.body !== body) {
+      remember(key, file.realPath, mtime, headers, body, false);
     }
     return new Response(isHead ? null : body, { status: 200, headers });
   }
@@ -440,7 +447,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
       if (!last.includes(".")) {
         const index = await resolve("/index.html");
         if (!(index instanceof Response) && !("listing" in index)) {
-          return serveFile(request, index.realPath, index.info, undefined);
+          // Cached as /index.html: every client-side route shares that answer.
+          return serveFile(request, index.realPath, index.info, "/index.html");
         }
       }
     }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { serve, type ServeOptions } from "../main.ts";
 import { exchange, type RawResponse } from "./_http_client.ts";
+import { createStaticApp } from "../_app/static.ts";
 
 async function site(files: Record<string, string>, options: ServeOptions = {}) {
   const root = await Deno.makeTempDir({ prefix: "brigade-site-" });
@@ -254,5 +255,37 @@ Deno.test("--dir-listing leaves out a symlink that leads outside the root", asyn
     assert.doesNotMatch(listing.body, /escape/);
   } finally {
     await Deno.remove(outside);
+  }
+});
+
+Deno.test("--spa gzips index.html once for all client-side routes, not once per request", async () => {
+  const root = await Deno.makeTempDir({ prefix: "brigade-spa-" });
+  await Deno.writeTextFile(`${root}/index.html`, "<div id=app></div>\n".repeat(200));
+  const Original = globalThis.CompressionStream;
+  let made = 0;
+  globalThis.CompressionStream = class extends Original {
+    constructor(format: CompressionFormat) {
+      super(format);
+      made++;
+    }
+  };
+  try {
+    const app = await createStaticApp({
+      root,
+      sleepMs: 0,
+      block: () => Promise.resolve(),
+      spa: true,
+    });
+    for (const route of ["/users/1", "/users/2", "/settings"]) {
+      const response = await app.fetch(
+        new Request(`http://x${route}`, { headers: { "accept-encoding": "gzip" } }),
+      );
+      assert.equal(response.headers.get("content-encoding"), "gzip", route);
+      await response.body?.cancel();
+    }
+    assert.equal(made, 1);
+  } finally {
+    globalThis.CompressionStream = Original;
+    await Deno.remove(root, { recursive: true });
   }
 });
