@@ -535,6 +535,7 @@ export class Connection {
       this.#remote,
       head.fields,
       query === -1 ? "" : head.path.slice(query),
+      this.#options.trustProxy && forwardedClient(head.fields).proto === "https",
     );
     if (!access.ok) {
       this.#answerText(exchange, head, close, access.status, `${access.message}\n`, []);

@@ -66,7 +66,7 @@ export class Dashboard {
    * Whether a request may see the dashboard. `remote` is the socket's own
    * peer; `fields` the request's (lower-case names and values, alternating).
    */
-  access(remote: string, fields: string[], query: string): Access {
+  access(remote: string, fields: string[], query: string, secure = false): Access {
     const token = this.#options.token;
     if (token === undefined) {
       const forwarded = fields.some((_, i) =>
@@ -98,9 +98,9 @@ export class Dashboard {
     if (given !== null && sameToken(given, token)) {
       return {
         ok: true,
-        cookie: `${COOKIE}=${
-          encodeURIComponent(token)
-        }; Path=/_brigade/; HttpOnly; SameSite=Strict`,
+        // Secure when the client reached us over https (through the trusted proxy).
+        cookie: `${COOKIE}=${encodeURIComponent(token)}; Path=/_brigade/; HttpOnly; ` +
+          `SameSite=Strict${secure ? "; Secure" : ""}`,
       };
     }
     return { ok: false, status: 401, message: "The dashboard needs its token" };

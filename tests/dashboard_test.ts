@@ -101,6 +101,13 @@ Deno.test("with --dashboard-token the dashboard needs the token (bearer, ?token=
     await using server = await start({ trustProxy: true });
     assert.equal((await ask(server.addr.port, "/_brigade/")).status, 403);
   }
+  {
+    // Over https through the trusted proxy, the cookie is Secure.
+    await using server = await start({ trustProxy: true, dashboardToken: "s3cret" });
+    const https = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n";
+    const viaQuery = await ask(server.addr.port, "/_brigade/?token=s3cret", https);
+    assert.match(viaQuery.headers.get("set-cookie")!, /; Secure$/);
+  }
 });
 
 Deno.test("shutting down ends the event streams at once instead of waiting for them", async () => {
