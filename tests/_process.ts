@@ -102,9 +102,12 @@ export async function startServerProcess(
 }
 
 /** Waits for `condition`, checking every 10 ms; throws after `limitMs`. */
-export async function until(condition: () => boolean, limitMs = 10_000): Promise<void> {
+export async function until(
+  condition: () => boolean | Promise<boolean>,
+  limitMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + limitMs;
-  while (!condition()) {
+  while (!await condition()) {
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

@@ -2,20 +2,17 @@
 import assert from "node:assert/strict";
 
 import { STOP_WINDOW_MS } from "../main.ts";
-import { brigadeArgs, startServerProcess } from "./_process.ts";
+import { brigadeArgs, startServerProcess, until } from "./_process.ts";
 
 function startProcess(args: string[]) {
   return startServerProcess(brigadeArgs(["--stats", ...args]));
 }
 
 async function inFlight(url: string, wanted: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
+  await until(async () => {
     const stats = await (await fetch(new URL("/_brigade/stats", url))).json();
-    if (stats.requests >= wanted) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("requests never reached the workers");
+    return stats.requests >= wanted;
+  });
 }
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

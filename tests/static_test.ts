@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
 import { exchange } from "./_http_client.ts";
-import { captureStdout } from "./_process.ts";
+import { captureStdout, until } from "./_process.ts";
 
 async function withRoot(files: Record<string, string | Uint8Array>) {
   const root = await Deno.makeTempDir({ prefix: "brigade-static-" });
@@ -161,12 +161,11 @@ Deno.test("a changed file is served fresh once the cache revalidates", async () 
   assert.equal(new TextDecoder().decode((await get(url)).body), "one");
   await Deno.writeTextFile(`${site.root}/c.txt`, "two!");
   // Within a second the cached copy may still be served; after it, never.
-  const deadline = Date.now() + 5000;
   let body = "";
-  while (body !== "two!" && Date.now() < deadline) {
-    body = new TextDecoder().decode((await get(url)).body);
-    if (body !== "two!") await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await until(
+    async () => (body = new TextDecoder().decode((await get(url)).body)) === "two!",
+    5000,
+  );
   assert.equal(body, "two!");
 });
 

@@ -193,10 +193,7 @@ Deno.test("closing the connection aborts the request's signal on the worker", as
   await until(() => server.stats().running === 1);
   conn.close();
   let aborted = "";
-  const deadline = Date.now() + 5000;
-  while (aborted === "" && Date.now() < deadline) {
-    aborted = await text(new URL("/aborted", server.url));
-  }
+  await until(async () => (aborted = await text(new URL("/aborted", server.url))) !== "", 5000);
   assert.equal(aborted, "AbortError");
   assert.equal(server.stats().requests, 0);
 });
@@ -289,10 +286,10 @@ Deno.test("a client that leaves during a silent stream cancels the handler's str
   await readUntil(conn, contains("tick"));
   conn.close();
   let cancelled = "0";
-  const deadline = Date.now() + 5000;
-  while (cancelled === "0" && Date.now() < deadline) {
-    cancelled = await text(new URL("/cancelled", server.url));
-  }
+  await until(
+    async () => (cancelled = await text(new URL("/cancelled", server.url))) !== "0",
+    5000,
+  );
   assert.equal(cancelled, "1");
 });
 
