@@ -75,7 +75,7 @@ export interface ServeOptions {
   logFormat?: "common" | "combined" | "json";
   /**
    * Take the client's address and scheme from one trusted reverse proxy's
-   * `Forwarded` or `X-Forwarded-For`/`X-Forwarded-Proto` (the last element),
+   * `X-Forwarded-For`/`X-Forwarded-Proto` (the last element; `Forwarded` is ignored),
    * for the log, `info.remoteAddr` and `request.url`.
    * @default {false}
    */

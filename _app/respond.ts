@@ -74,7 +74,8 @@ export function serveRequest(
   window: number,
 ): Sent | Promise<Sent> {
   const out = new ResponseSender(context, start, window);
-  const path = start.url.slice(start.url.indexOf("/", 7));
+  // After "http://" or "https://" and the host.
+  const path = start.url.slice(start.url.indexOf("/", start.url.indexOf("://") + 3));
   const cached = app.static?.fast(
     start.method,
     path,

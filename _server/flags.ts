@@ -58,7 +58,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "trust-proxy",
     default: "off",
-    help: "client address and scheme from one proxy's Forwarded/X-Forwarded-*",
+    help: "client address and scheme from one proxy's X-Forwarded-For/-Proto",
   },
   { name: "max-body", value: "<bytes>", default: "1048576", help: "largest request body" },
   { name: "max-head", value: "<bytes>", default: "16384", help: "largest request head" },

@@ -289,3 +289,17 @@ Deno.test("--spa gzips index.html once for all client-side routes, not once per 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("behind --trust-proxy an https request gets the right file from the worker's cache", async () => {
+  await using s = await site(
+    // Host is "x": the https URL is https://x/hello.html.
+    { "hello.html": "root hello", "x/hello.html": "OTHER" },
+    { trustProxy: true },
+  );
+  // Warm the cache with the file whose path looks like a host.
+  assert.equal((await s.ask("GET", "/x/hello.html")).body, "OTHER");
+  for (let i = 0; i < 2; i++) {
+    const response = await s.ask("GET", "/hello.html", "X-Forwarded-Proto: https\r\n");
+    assert.equal(response.body, "root hello");
+  }
+});
