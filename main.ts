@@ -26,7 +26,7 @@ import {
   Logger,
   type LogLevel,
 } from "./_server/log.ts";
-import { FLAGS, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
+import { flagDefault, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
 import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
 import { Dashboard } from "./_server/dashboard.ts";
 import { plainResponse } from "./_shared/http.ts";
@@ -226,12 +226,12 @@ export interface ShutdownReport {
 }
 
 const DEFAULTS = {
-  hostname: FLAGS.find((flag) => flag.name === "hostname")!.default,
+  hostname: flagDefault("hostname"),
   port: numericDefault("port"),
-  root: FLAGS.find((flag) => flag.name === "root")!.default,
+  root: flagDefault("root"),
   sleepMs: numericDefault("sleep-ms"),
   workerConcurrency: numericDefault("worker-concurrency"),
-  logLevel: FLAGS.find((flag) => flag.name === "log-level")!.default as LogLevel,
+  logLevel: flagDefault("log-level") as LogLevel,
   maxBody: numericDefault("max-body"),
   maxHead: numericDefault("max-head"),
   maxRequestLine: 8 << 10,

@@ -73,7 +73,6 @@ export function serveRequest(
   context: JobContext<ResponsePart>,
   window: number,
 ): Sent | Promise<Sent> {
-  const out = new ResponseSender(context, start, window);
   // After "http://" or "https://" and the host.
   const path = start.url.slice(start.url.indexOf("/", start.url.indexOf("://") + 3));
   const cached = app.static?.fast(
@@ -82,8 +81,12 @@ export function serveRequest(
     isConditional(start.fields),
     fieldList(start.fields, "accept-encoding"),
   );
-  if (cached) return out.cached(cached);
-  return respond(app, start, context, out);
+  if (cached) return wireAnswer(cached, start, window) ?? sender().cached(cached);
+  return respond(app, start, context, sender());
+
+  function sender(): ResponseSender {
+    return new ResponseSender(context, start, window);
+  }
 }
 
 async function respond(
@@ -231,16 +234,6 @@ class ResponseSender {
   /** A body from the static app's memory cache. */
   cached(cached: CachedResponse): Sent | Promise<Sent> {
     const isHead = this.#start.method === "HEAD";
-    const size = cached.body.length;
-    if (!isHead && !this.#start.close && this.#start.minor === 1 && size < this.#credit - 512) {
-      // The usual case: the same bytes for every request this second.
-      const bytes = wireOf(cached);
-      this.#credit -= bytes.length;
-      return {
-        bodyBytes: size,
-        last: { type: "head", status: cached.status, bytes, close: false },
-      };
-    }
     this.#framing = cached.body.length;
     return this.#whole(cached.status, "", cached.fields, isHead ? undefined : cached.body);
   }
@@ -425,6 +418,21 @@ class ResponseSender {
       this.#context.send({ type: "data", bytes }, [bytes.buffer]);
     }
   }
+}
+
+/**
+ * The usual cached answer, whole, without a sender: a keep-alive HTTP/1.1
+ * GET whose response fits one message gets the same bytes every request
+ * this second. `undefined` for anything else.
+ */
+function wireAnswer(cached: CachedResponse, start: RequestStart, window: number): Sent | undefined {
+  if (start.method === "HEAD" || start.close || start.minor !== 1) return undefined;
+  if (cached.body.length >= window - 512) return undefined;
+  const bytes = wireOf(cached);
+  return {
+    bodyBytes: cached.body.length,
+    last: { type: "head", status: cached.status, bytes, close: false },
+  };
 }
 
 /**

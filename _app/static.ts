@@ -9,6 +9,7 @@
 // @ts-types="npm:@types/mime-types@^3.0.1"
 import mime from "npm:mime-types@^3.0.2";
 import { STATUS_TEXT } from "../_shared/http.ts";
+import type { FileSlice } from "../_shared/protocol.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */
 export const MAX_CACHED_FILE = 1 << 20;
@@ -46,13 +47,6 @@ export interface CachedResponse {
   /** The whole keep-alive HTTP/1.1 answer, built for the second whose date line is `wireDate`. */
   wire?: Uint8Array;
   wireDate?: string;
-}
-
-/** Where a large file body comes from, for the worker to hand to the main thread. */
-export interface FileSlice {
-  path: string;
-  offset: number;
-  length: number;
 }
 
 /** The static handler, with its shortcut. */

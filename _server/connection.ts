@@ -23,7 +23,7 @@ import {
   loggedRequestLine,
   type RequestHead,
 } from "./framing.ts";
-import { plainResponse, textResponse } from "../_shared/http.ts";
+import { encoder, plainResponse, textResponse } from "../_shared/http.ts";
 import type { RequestStart } from "../_shared/protocol.ts";
 import { Queue } from "../_pool/queue.ts";
 
@@ -414,7 +414,7 @@ export class Connection {
       return;
     }
     if (head.path.startsWith("/_brigade/") || (options.dashboard && head.path === "/_brigade")) {
-      this.#builtIn(head, exchange, close);
+      this.#builtIn(head, exchange, close, scheme === "https");
       return;
     }
     const start: RequestStart = {
@@ -445,12 +445,12 @@ export class Connection {
    * --stats, `metrics` with --metrics, and
    * 404 for anything else there. None reaches the app.
    */
-  #builtIn(head: RequestHead, exchange: Exchange, close: boolean): void {
+  #builtIn(head: RequestHead, exchange: Exchange, close: boolean, https: boolean): void {
     const query = head.path.indexOf("?");
     const path = query === -1 ? head.path : head.path.slice(0, query);
     const options = this.#options;
     if (options.dashboard && (path === "/_brigade/" || path === "/_brigade/events")) {
-      this.#dashboard(options.dashboard, head, exchange, close, path, query);
+      this.#dashboard(options.dashboard, head, exchange, close, path, query, https);
       return;
     }
     if (path === "/_brigade" && options.dashboard) {
@@ -476,49 +476,26 @@ export class Connection {
   }
 
   /**
-   * Answers on the main thread with a text body (none for HEAD), never to be
-   * cached, and logs the body's size.
+   * Answers on the main thread with a text body (only its head for HEAD),
+   * never to be cached, and logs the body's size.
    */
   #answerText(
     exchange: Exchange,
     head: RequestHead,
     close: boolean,
     status: number,
-    body: string,
+    text: string,
     headers: string[],
     type = "text/plain; charset=utf-8",
   ): void {
+    const body = encoder.encode(text);
+    const headOnly = head.method === "HEAD";
     const bytes = textResponse(status, body, type, {
       close,
+      headOnly,
       headers: [...headers, "cache-control: no-store"],
     });
-    this.#answerBytes(exchange, head, close, status, bytes);
-  }
-
-  /** Answers with a whole response, cut to its head for HEAD. */
-  #answerBytes(
-    exchange: Exchange,
-    head: RequestHead,
-    close: boolean,
-    status: number,
-    bytes: Uint8Array,
-  ): void {
-    let headLength = 0;
-    while (
-      headLength + 3 < bytes.length &&
-      !(bytes[headLength] === 13 && bytes[headLength + 1] === 10 &&
-        bytes[headLength + 2] === 13 && bytes[headLength + 3] === 10)
-    ) {
-      headLength++;
-    }
-    headLength += 4;
-    const isHead = head.method === "HEAD";
-    exchange.answer(
-      isHead ? bytes.subarray(0, headLength) : bytes,
-      status,
-      close,
-      isHead ? 0 : bytes.length - headLength,
-    );
+    exchange.answer(bytes, status, close, headOnly ? 0 : body.length);
   }
 
   #dashboard(
@@ -528,6 +505,7 @@ export class Connection {
     close: boolean,
     path: string,
     query: number,
+    https: boolean,
   ): void {
     // A token in the query never reaches the access log.
     exchange.requestLine = head.requestLine.replace(/([?&]token=)[^&\s]*/g, "$1[redacted]");
@@ -535,7 +513,7 @@ export class Connection {
       this.#remote,
       head.fields,
       query === -1 ? "" : head.path.slice(query),
-      this.#options.trustProxy && forwardedClient(head.fields).proto === "https",
+      https,
     );
     if (!access.ok) {
       this.#answerText(exchange, head, close, access.status, `${access.message}\n`, []);
@@ -551,7 +529,9 @@ export class Connection {
       dashboard.watch(exchange, head.minor, close, access.cookie);
       return;
     }
-    this.#answerBytes(exchange, head, close, 200, dashboard.page(close, access.cookie));
+    const headOnly = head.method === "HEAD";
+    const page = dashboard.page(close, headOnly, access.cookie);
+    exchange.answer(page, 200, close, headOnly ? 0 : dashboard.pageSize);
   }
 
   /** Answers a request the framer refused, and closes after it. */

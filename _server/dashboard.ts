@@ -8,7 +8,7 @@
  * request is named by its method and path.
  */
 
-import { isomorphicEncode, responseHead } from "../_shared/http.ts";
+import { isomorphicEncode, responseHead, textResponse } from "../_shared/http.ts";
 import type { Percentiles, WorkerSnapshot } from "../pool.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import type { Exchange } from "./exchange.ts";
@@ -47,6 +47,7 @@ const MAX_UNREAD = 64 << 10;
 const LOG_SIZE = 20;
 const COOKIE = "brigade_dashboard";
 const encoder = new TextEncoder();
+const PAGE = encoder.encode(DASHBOARD_HTML);
 
 /** One server's dashboard: its page, its watchers and its event log. */
 export class Dashboard {
@@ -66,7 +67,7 @@ export class Dashboard {
    * Whether a request may see the dashboard. `remote` is the socket's own
    * peer; `fields` the request's (lower-case names and values, alternating).
    */
-  access(remote: string, fields: string[], query: string, secure = false): Access {
+  access(remote: string, fields: string[], query: string, secure: boolean): Access {
     const token = this.#options.token;
     if (token === undefined) {
       const forwarded = fields.some((_, i) =>
@@ -106,20 +107,20 @@ export class Dashboard {
     return { ok: false, status: 401, message: "The dashboard needs its token" };
   }
 
-  /** The page, as a whole response. */
-  page(close: boolean, cookie?: string): Uint8Array {
-    const body = encoder.encode(DASHBOARD_HTML);
-    let fields = "content-type: text/html; charset=utf-8\r\ncache-control: no-store\r\n" +
+  /** The page's size in bytes, for the access log. */
+  get pageSize(): number {
+    return PAGE.length;
+  }
+
+  /** The page, as a whole response (only its head for HEAD). */
+  page(close: boolean, headOnly: boolean, cookie?: string): Uint8Array {
+    const headers = [
+      "cache-control: no-store",
       "content-security-policy: default-src 'self'; style-src 'unsafe-inline'; " +
-      "script-src 'unsafe-inline'; img-src data:\r\n";
-    if (cookie) fields += `set-cookie: ${cookie}\r\n`;
-    const head = isomorphicEncode(
-      responseHead({ status: 200, fields, framing: body.length, close, minor: 1 }),
-    );
-    const bytes = new Uint8Array(head.length + body.length);
-    bytes.set(head);
-    bytes.set(body, head.length);
-    return bytes;
+      "script-src 'unsafe-inline'; img-src data:",
+    ];
+    if (cookie) headers.push(`set-cookie: ${cookie}`);
+    return textResponse(200, PAGE, "text/html; charset=utf-8", { close, headOnly, headers });
   }
 
   /** Streams events to `exchange` until its client leaves or the server closes. */

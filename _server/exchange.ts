@@ -73,8 +73,8 @@ export class Exchange {
 
   #events: ExchangeEvents;
   /** Buffers of body parts taken for writing, to move back to the worker once written. */
-  #taken: ArrayBuffer[] = [];
-  #recyclable: ArrayBuffer[] = [];
+  #taken: ArrayBuffer[] | undefined;
+  #recyclable: ArrayBuffer[] | undefined;
   #job: Job<ResponseEnd> | undefined;
   #pool: HttpPool | undefined;
   #counters: ExchangeCounters | undefined;
@@ -223,8 +223,9 @@ export class Exchange {
    * many more, and gets its body buffers back for reuse.
    */
   wrote(bytes: number): void {
+    // Most responses are one message and have no buffers to give back.
     const buffers = this.#taken;
-    this.#taken = [];
+    this.#taken = undefined;
     if (this.#job !== undefined && !this.finished) this.#job.credit(bytes, buffers);
   }
 
@@ -257,9 +258,10 @@ export class Exchange {
     }
     this.chunks.length = 0;
     this.buffered = 0;
-    if (this.#recyclable.length > 0) {
+    if (this.#recyclable !== undefined) {
+      this.#taken ??= [];
       for (const buffer of this.#recyclable) this.#taken.push(buffer);
-      this.#recyclable = [];
+      this.#recyclable = undefined;
     }
     return bytes;
   }
@@ -294,7 +296,7 @@ export class Exchange {
     }
     this.chunks.push(part.bytes);
     this.buffered += part.bytes.length;
-    if (part.type === "data") this.#recyclable.push(part.bytes.buffer as ArrayBuffer);
+    if (part.type === "data") (this.#recyclable ??= []).push(part.bytes.buffer as ArrayBuffer);
     if (notify) this.#events.onReady(this);
   }
 

@@ -132,9 +132,16 @@ export function parseArgsOptions(): Record<string, { type: "string" | "boolean" 
   );
 }
 
+/** The default of flag `name`, as the list says it. */
+export function flagDefault(name: string): string {
+  const flag = FLAGS.find((flag) => flag.name === name);
+  if (flag === undefined) throw new Error(`Cannot find a flag, received ${name}`);
+  return flag.default;
+}
+
 /** The default of flag `name`, as a number: the server's defaults come from this list too. */
 export function numericDefault(name: string): number {
-  const value = Number(FLAGS.find((flag) => flag.name === name)?.default);
+  const value = Number(flagDefault(name));
   if (!Number.isFinite(value)) throw new Error(`Cannot find a numeric default, received ${name}`);
   return value;
 }

@@ -13,7 +13,7 @@
  * checked once.
  */
 
-import { isomorphicDecode } from "../_shared/http.ts";
+import { isomorphicDecode, trimOWS } from "../_shared/http.ts";
 
 /** Size limits for one request. */
 export interface FramingLimits {
@@ -527,19 +527,6 @@ export class Framer {
     this.consumed = pos - start;
     return null;
   }
-}
-
-/**
- * Strips optional whitespace (SP and HTAB, RFC 9110 §5.6.3) and nothing
- * else: `String#trim` would also strip U+00A0, which a strict parser keeps,
- * so `chunked\xa0` would be chunked here and not there.
- */
-function trimOWS(text: string): string {
-  let start = 0;
-  let end = text.length;
-  while (start < end && (text[start] === " " || text[start] === "\t")) start++;
-  while (end > start && (text[end - 1] === " " || text[end - 1] === "\t")) end--;
-  return text.slice(start, end);
 }
 
 function refuse(

@@ -8,6 +8,8 @@
  * choose its address.
  */
 
+import { trimOWS } from "../_shared/http.ts";
+
 /** What the proxy said about its client; fields it did not say are absent. */
 export interface ForwardedClient {
   host?: string;
@@ -47,13 +49,9 @@ export function forwardedClient(fields: string[]): ForwardedClient {
   return client;
 }
 
-/** The list's last element without its optional whitespace (SP and HTAB only, in linear time). */
+/** The list's last element without its optional whitespace. */
 function lastElement(list: string): string {
-  let start = list.lastIndexOf(",") + 1;
-  let end = list.length;
-  while (start < end && (list[start] === " " || list[start] === "\t")) start++;
-  while (end > start && (list[end - 1] === " " || list[end - 1] === "\t")) end--;
-  return list.slice(start, end);
+  return trimOWS(list.slice(list.lastIndexOf(",") + 1));
 }
 
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;

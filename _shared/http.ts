@@ -138,6 +138,8 @@ export interface PlainResponseOptions {
   close?: boolean;
   /** Extra header lines, each without CRLF. */
   headers?: string[];
+  /** The head only (a HEAD answer): `content-length` still counts the body. */
+  headOnly?: boolean;
 }
 
 /**
@@ -152,27 +154,47 @@ export function plainResponse(
   return textResponse(status, `${message}\n`, "text/plain; charset=utf-8", options);
 }
 
-/** A complete response whose body is `body`, encoded as UTF-8. */
+/** A complete response whose body is `body` (text is encoded as UTF-8). */
 export function textResponse(
   status: number,
-  body: string,
+  body: string | Uint8Array,
   contentType: string,
   options: PlainResponseOptions = {},
 ): Uint8Array {
-  const bytes = encoder.encode(body);
+  const bytes = typeof body === "string" ? encoder.encode(body) : body;
   let fields = `content-type: ${contentType}\r\n`;
   for (const line of options.headers ?? []) fields += `${line}\r\n`;
-  const head = isomorphicEncode(
-    responseHead({
-      status,
-      fields,
-      framing: bytes.length,
-      close: options.close ?? false,
-      minor: 1,
-    }),
-  );
+  const head = responseHead({
+    status,
+    fields,
+    framing: bytes.length,
+    close: options.close ?? false,
+    minor: 1,
+  });
+  if (options.headOnly) return isomorphicEncode(head);
   const out = new Uint8Array(head.length + bytes.length);
-  out.set(head);
+  isomorphicEncode(head, out);
   out.set(bytes, head.length);
   return out;
+}
+
+/**
+ * Strips optional whitespace (SP and HTAB, RFC 9110 §5.6.3) and nothing
+ * else, in linear time: `String#trim` would also strip U+00A0, which a strict
+ * parser keeps.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trimOWS } from "./http.ts";
+ *
+ * assert.equal(trimOWS(" \tchunked\xa0 "), "chunked\xa0");
+ * ```
+ */
+export function trimOWS(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text[start] === " " || text[start] === "\t")) start++;
+  while (end > start && (text[end - 1] === " " || text[end - 1] === "\t")) end--;
+  return text.slice(start, end);
 }

@@ -46,7 +46,7 @@ interface WorkerScope {
   close(): void;
 }
 
-let blockChannel: Channel<FromWorker, Envelope<ToWorker>> | undefined;
+let blockChannel: Channel<FromWorker, ToWorker> | undefined;
 
 /**
  * Blocks this worker's thread for `ms`, as the Rust Book's `thread::sleep`
@@ -181,7 +181,7 @@ class JobRun<Message> implements JobContext<Message> {
   onMessage: ((message: unknown) => void) | undefined = undefined;
   onCredit: ((bytes: number, buffers: ArrayBuffer[]) => void) | undefined = undefined;
   #job: number;
-  #channel: Channel<FromWorker, Envelope<ToWorker>>;
+  #channel: Channel<FromWorker, ToWorker>;
   #jobs: Map<number, JobRun<Message>>;
   // Most jobs never look at their signal: it is made only when asked for.
   #abort: AbortController | undefined;
@@ -190,7 +190,7 @@ class JobRun<Message> implements JobContext<Message> {
   constructor(
     job: number,
     workerId: number,
-    channel: Channel<FromWorker, Envelope<ToWorker>>,
+    channel: Channel<FromWorker, ToWorker>,
     jobs: Map<number, JobRun<Message>>,
   ) {
     this.#job = job;
