@@ -338,13 +338,15 @@ export class Exchange {
     }
     this.#counters!.requests--;
     const { status, message, close } = describeFailure(error);
+    // A body still arriving cannot be skipped to the next request: close, and say so.
+    const mustClose = close || this.#start!.close || !this.#bodyEnded;
     this.answer(
       plainResponse(status, message, {
-        close: close || this.#start!.close,
+        close: mustClose,
         headers: status === 503 ? ["retry-after: 1"] : [],
       }),
       status,
-      close || this.#start!.close || !this.#bodyEnded,
+      mustClose,
       message.length + 1,
     );
   }

@@ -328,3 +328,15 @@ Deno.test("GET /_brigade/metrics serves valid Prometheus text with --metrics, an
   await using plain = await start();
   assert.equal((await status(new URL("/_brigade/metrics", plain.url))).status, 404);
 });
+
+Deno.test("a handler that fails before its request body has arrived gets 500 with connection: close, and the connection closes", async () => {
+  await using server = await start({ workers: 1 });
+  const { responses, closed } = await exchange(
+    server.addr.port,
+    "POST /throw HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+    { awaitClose: true },
+  );
+  assert.equal(responses[0].status, 500);
+  assert.equal(responses[0].headers.get("connection"), "close");
+  assert.equal(closed, true);
+});
