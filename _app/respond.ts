@@ -9,6 +9,7 @@ import type { JobContext } from "../_worker/jobs.ts";
 import {
   type BodyFraming,
   dateHeaderLine,
+  encoder,
   isomorphicEncode,
   responseHead,
 } from "../_shared/http.ts";
@@ -53,7 +54,7 @@ const HOP_BY_HOP = new Set([
 ]);
 /** Microtask turns to wait for a body that is already in memory. */
 const SOON = 8;
-const LAST_CHUNK = new TextEncoder().encode("0\r\n\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 /** Room for a chunk's size line and final CRLF around a window of data. */
 const FRAME_OVERHEAD = 32;
 /** Most free buffers one response keeps. */
@@ -146,10 +147,7 @@ function toRequest(start: RequestStart, context: JobContext<ResponsePart>): Requ
     : undefined;
   if (start.body && body === undefined) {
     // A body nobody may read: let it flow to the main thread's discard.
-    context.onMessage = (part) => {
-      const bytes = (part as RequestPart).bytes;
-      if (bytes) context.credit(bytes.length);
-    };
+    discardBody(context);
   }
   return new Request(start.url, {
     method: start.method,
@@ -157,6 +155,14 @@ function toRequest(start: RequestStart, context: JobContext<ResponsePart>): Requ
     body,
     signal: context.signal,
   });
+}
+
+/** Takes the rest of a request body and throws it away, crediting it so it keeps coming. */
+function discardBody(context: JobContext<ResponsePart>): void {
+  context.onMessage = (message) => {
+    const bytes = (message as RequestPart).bytes;
+    if (bytes) context.credit(bytes.length);
+  };
 }
 
 /**
@@ -194,10 +200,7 @@ function bodyStream(context: JobContext<ResponsePart>): ReadableStream<Uint8Arra
     cancel() {
       // The handler does not want the rest: take it and throw it away.
       for (const chunk of queue.splice(0)) context.credit(chunk.length);
-      context.onMessage = (message) => {
-        const bytes = (message as RequestPart).bytes;
-        if (bytes) context.credit(bytes.length);
-      };
+      discardBody(context);
     },
   }, { highWaterMark: 0 });
 }

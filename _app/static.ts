@@ -8,7 +8,7 @@
 
 // @ts-types="npm:@types/mime-types@^3.0.1"
 import mime from "npm:mime-types@^3.0.2";
-import { STATUS_TEXT } from "../_shared/http.ts";
+import { encoder, STATUS_TEXT } from "../_shared/http.ts";
 import type { FileSlice } from "../_shared/protocol.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */
@@ -485,7 +485,6 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const title = escapeHtml(path);
     let next = 0;
-    const encoder = new TextEncoder();
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         controller.enqueue(encoder.encode(

@@ -8,7 +8,7 @@
  * request is named by its method and path.
  */
 
-import { isomorphicEncode, responseHead, textResponse } from "../_shared/http.ts";
+import { encoder, isomorphicEncode, responseHead, textResponse } from "../_shared/http.ts";
 import type { Percentiles, WorkerSnapshot } from "../pool.ts";
 import { DASHBOARD_HTML } from "./dashboard_page.ts";
 import type { Exchange } from "./exchange.ts";
@@ -46,7 +46,6 @@ const INTERVAL_MS = 500;
 const MAX_UNREAD = 64 << 10;
 const LOG_SIZE = 20;
 const COOKIE = "brigade_dashboard";
-const encoder = new TextEncoder();
 const PAGE = encoder.encode(DASHBOARD_HTML);
 
 /** One server's dashboard: its page, its watchers and its event log. */

@@ -9,7 +9,7 @@
  * window before the connection credits what it wrote.
  */
 
-import { plainResponse } from "../_shared/http.ts";
+import { encoder, plainResponse } from "../_shared/http.ts";
 import type { FileSlice, RequestStart, ResponseEnd, ResponsePart } from "../_shared/protocol.ts";
 import { type Job, type WorkerPool, WorkerPoolError } from "../pool.ts";
 
@@ -38,7 +38,7 @@ export interface ExchangeEvents {
 // RFC 9110 §9.2.2: safe to send again after a failure.
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 const OVERLOADED = "The server is overloaded; try again shortly";
-const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 /** One request's place in its connection's response order. */
 export class Exchange {

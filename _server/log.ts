@@ -4,6 +4,8 @@
  * server makes one write per batch rather than per request.
  */
 
+import { encoder } from "../_shared/http.ts";
+
 /** How much the server says. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -57,7 +59,6 @@ export function escapeLogField(text: string): string {
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const encoder = new TextEncoder();
 
 /** Access log line formats. */
 export const LOG_FORMATS = ["common", "combined", "json"] as const;
