@@ -182,11 +182,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     info: Deno.FileInfo,
     cacheKey: string | undefined,
   ): Promise<Response> {
-    const mtime = info.mtime?.getTime() ?? 0;
+    const { mtime, etag, lastModified } = validators(info);
     const size = info.size;
-    const etag = `W/"${size.toString(16)}-${Math.floor(mtime).toString(16)}"`;
-    // Never later than now (RFC 9110 §8.8.2.1): a file dated in the future gets the current time.
-    const lastModified = new Date(Math.min(mtime, Date.now())).toUTCString();
     const type = mime.contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ||
       "application/octet-stream";
     // Compressible and large enough to gain: the answer depends on Accept-Encoding.
@@ -214,16 +211,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
     if (options.cors) headers["access-control-allow-origin"] = "*";
     const isHead = request.method === "HEAD";
-
-    if (preconditionFails(request.headers, mtime)) {
-      return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
-    }
-    if (isNotModified(request.headers, etag, mtime)) {
-      const notModified: Record<string, string> = { etag, "last-modified": lastModified };
-      if (negotiable) notModified.vary = "accept-encoding";
-      if (options.cacheControl !== undefined) notModified["cache-control"] = options.cacheControl;
-      return new Response(null, { status: 304, headers: notModified });
-    }
+    const conditional = conditionalAnswer(request, { mtime, etag, lastModified }, negotiable);
+    if (conditional) return conditional;
 
     const range = request.method === "GET"
       ? parseRange(
@@ -264,6 +253,26 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   }
 
   /**
+   * The 412 or 304 that a conditional request gets, or `undefined` to
+   * answer it in full. A 304 carries the validators, Cache-Control and, for
+   * a negotiated file, Vary.
+   */
+  function conditionalAnswer(
+    request: Request,
+    { mtime, etag, lastModified }: Validators,
+    vary: boolean,
+  ): Response | undefined {
+    if (preconditionFails(request.headers, mtime)) {
+      return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
+    }
+    if (!isNotModified(request.headers, etag, mtime)) return undefined;
+    const headers: Record<string, string> = { etag, "last-modified": lastModified };
+    if (vary) headers.vary = "accept-encoding";
+    if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
+    return new Response(null, { status: 304, headers });
+  }
+
+  /**
    * Serves a file's encoded form: a precompressed sibling (`app.js.br`), or
    * the file gzipped here (`compress`), once per version, then from the
    * cache. Its ETag names the coding, and it is never ranged.
@@ -276,10 +285,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     cacheKey: string | undefined,
     compress: boolean,
   ): Promise<Response> {
-    const mtime = file.info.mtime?.getTime() ?? 0;
-    const etag = `W/"${file.info.size.toString(16)}-${Math.floor(mtime).toString(16)}-${coding}"`;
-    // Never later than now (RFC 9110 §8.8.2.1): a file dated in the future gets the current time.
-    const lastModified = new Date(Math.min(mtime, Date.now())).toUTCString();
+    const { mtime, etag, lastModified } = validators(file.info, coding);
     const headers: Record<string, string> = {
       "content-type": type,
       "content-encoding": coding,
@@ -289,18 +295,8 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
     };
     if (options.cacheControl !== undefined) headers["cache-control"] = options.cacheControl;
     if (options.cors) headers["access-control-allow-origin"] = "*";
-    if (preconditionFails(request.headers, mtime)) {
-      return plain(412, STATUS_TEXT[412], { etag, "last-modified": lastModified });
-    }
-    if (isNotModified(request.headers, etag, mtime)) {
-      const notModified: Record<string, string> = {
-        etag,
-        "last-modified": lastModified,
-        vary: "accept-encoding",
-      };
-      if (options.cacheControl !== undefined) notModified["cache-control"] = options.cacheControl;
-      return new Response(null, { status: 304, headers: notModified });
-    }
+    const conditional = conditionalAnswer(request, { mtime, etag, lastModified }, true);
+    if (conditional) return conditional;
     const isHead = request.method === "HEAD";
     if (!compress && file.info.size > MAX_CACHED_FILE) {
       // A large precompressed file streams from disk, like any large file.
@@ -641,6 +637,27 @@ async function listingRow(root: string, dir: string, name: string): Promise<stri
 /** Text made safe for HTML content and attribute values. */
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+interface Validators {
+  mtime: number;
+  etag: string;
+  lastModified: string;
+}
+
+/**
+ * A file's weak ETag (size and mtime, and the coding of an encoded form) and
+ * Last-Modified, never later than now (RFC 9110 §8.8.2.1: a file dated in the
+ * future gets the current time).
+ */
+function validators(info: Deno.FileInfo, coding?: string): Validators {
+  const mtime = info.mtime?.getTime() ?? 0;
+  const suffix = coding === undefined ? "" : `-${coding}`;
+  return {
+    mtime,
+    etag: `W/"${info.size.toString(16)}-${Math.floor(mtime).toString(16)}${suffix}"`,
+    lastModified: new Date(Math.min(mtime, Date.now())).toUTCString(),
+  };
 }
 
 /**
