@@ -27,7 +27,9 @@ import {
   type LogLevel,
 } from "./_server/log.ts";
 import { flagDefault, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
-import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
+import { countStatus, prometheusText, type StatusCounts, sumStats } from "./_server/metrics.ts";
+import { distrust, SupervisorLink } from "./_server/control.ts";
+import { Supervisor } from "./_supervisor/supervisor.ts";
 import { Dashboard } from "./_server/dashboard.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
@@ -47,6 +49,12 @@ export interface ServeOptions {
    * @default {7878}
    */
   port?: number;
+  /**
+   * Share the port with other processes that set it too (`SO_REUSEPORT`;
+   * Linux balances connections between them). Needs `--unstable-net`.
+   * @default {false}
+   */
+  reusePort?: boolean;
   /**
    * Number of workers.
    * @default {navigator.hardwareConcurrency}
@@ -217,6 +225,8 @@ export interface ServerStats extends WorkerPoolStats {
   connections: number;
   /** Responses written since the start, by status class ("2xx", "5xx", …). */
   responses: Record<string, number>;
+  /** Server processes these figures add up (1 unless supervised with `--processes`). */
+  processes: number;
 }
 
 /** What {@linkcode Server.close} had to cut off. */
@@ -284,6 +294,8 @@ export class Server {
   #responses: StatusCounts = {};
   #dashboard: Dashboard | undefined;
   #allClosed: (() => void) | undefined;
+  #peers: () => ServerStats[] = () => [];
+  #draining = false;
 
   /** @internal Use {@linkcode serve}. */
   constructor(listener: Deno.TcpListener, options: ServeOptions) {
@@ -358,15 +370,18 @@ export class Server {
       maxPipeline: MAX_PIPELINE,
       maxOutput: MAX_OUTPUT,
       clock: this.#clock,
-      stats: o.stats ? () => JSON.stringify(this.stats()) : undefined,
+      draining: () => this.#draining,
+      stats: o.stats ? () => JSON.stringify(this.#whole()) : undefined,
       metrics: o.metrics
-        ? () =>
-          prometheusText({
-            pool: this.#pool.stats(),
-            responses: this.#responses,
-            inFlight: this.#counters.requests,
-            connections: this.#connections.size,
-          })
+        ? () => {
+          const whole = this.#whole();
+          return prometheusText({
+            pool: whole,
+            responses: whole.responses,
+            inFlight: whole.requests,
+            connections: whole.connections,
+          });
+        }
         : undefined,
       dashboard: this.#dashboard,
       // The book's /sleep blocks its worker's thread (static app only).
@@ -419,7 +434,38 @@ export class Server {
       requests: this.#counters.requests,
       connections: this.#connections.size,
       responses: { ...this.#responses },
+      processes: 1,
     };
+  }
+
+  /** This process's figures plus its sibling processes' latest. */
+  #whole(): ServerStats {
+    return sumStats([this.stats(), ...this.#peers()]);
+  }
+
+  /**
+   * @internal For supervised processes: where the other processes' latest
+   * figures come from, so the stats and metrics endpoints show the whole server.
+   */
+  setPeers(peers: () => ServerStats[]): void {
+    this.#peers = peers;
+  }
+
+  /**
+   * @internal For `--drain-delay`: keep serving, but answer
+   * `GET /_brigade/health` with 503 so that load balancers stop sending.
+   */
+  announceDrain(): void {
+    this.#draining = true;
+  }
+
+  /** @internal Stops accepting connections; the open ones are served on. */
+  stopAccepting(): void {
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
   }
 
   /**
@@ -445,7 +491,7 @@ export class Server {
   }
 
   async #shutDown(): Promise<ShutdownReport> {
-    this.#listener.close();
+    this.stopAccepting();
     await this.#accepting;
     const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
     for (const connection of [...this.#connections]) connection.drain();
@@ -574,6 +620,7 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
   const listener = Deno.listen({
     hostname: options.hostname ?? DEFAULTS.hostname,
     port: options.port ?? DEFAULTS.port,
+    ...(options.reusePort ? { reusePort: true } : {}),
   });
   const server = new Server(listener, options);
   // Every worker must start (and load the handler module) before the server
@@ -589,6 +636,20 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
 
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
 class UsageError extends Error {}
+
+/** {@linkcode ServeOptions} plus the flags of the process around the server. */
+export interface CommandLine extends ServeOptions {
+  /** Server processes sharing the port, under a supervisor. */
+  processes: number;
+  /** Whether a supervisor process runs the server processes (not with `--no-supervisor`). */
+  supervisor: boolean;
+  /** Resident bytes past which a server process asks to be replaced; 0 for no limit. */
+  maxRss: number;
+  /** The supervisor's control port, in a server process it started. */
+  control?: number;
+  /** Milliseconds to keep serving after a stop signal, with health at 503, before draining. */
+  drainDelay: number;
+}
 
 /**
  * Parses the command line into {@linkcode ServeOptions}.
@@ -607,7 +668,7 @@ class UsageError extends Error {}
  * assert.deepEqual([options.port, options.workers, options.root], [0, 2, undefined]);
  * ```
  */
-export function parseFlags(args: string[]): ServeOptions | "help" {
+export function parseFlags(args: string[]): CommandLine | "help" {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -648,7 +709,21 @@ export function parseFlags(args: string[]): ServeOptions | "help" {
   if (port !== undefined && port > 65535) {
     throw new UsageError(`--port must be at most 65535, received ${port}`);
   }
+  const control = int("control", text("control"), 1);
+  if (control !== undefined && control > 65535) {
+    throw new UsageError(`--control must be at most 65535, received ${control}`);
+  }
+  const processes = int("processes", text("processes"), 1) ?? numericDefault("processes");
+  const supervisor = values["no-supervisor"] !== true;
+  if (processes > 1 && !supervisor && control === undefined) {
+    throw new UsageError(`--processes ${processes} needs the supervisor, received --no-supervisor`);
+  }
   return {
+    processes,
+    supervisor,
+    maxRss: int("max-rss", text("max-rss"), 0) ?? numericDefault("max-rss"),
+    drainDelay: int("drain-delay", text("drain-delay"), 0) ?? numericDefault("drain-delay"),
+    control,
     port,
     hostname: text("hostname"),
     workers: int("workers", text("workers"), 1),
@@ -717,7 +792,7 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 }
 
 async function main(): Promise<number> {
-  let options: ServeOptions | "help";
+  let options: CommandLine | "help";
   try {
     options = parseFlags(Deno.args);
   } catch (error) {
@@ -728,43 +803,130 @@ async function main(): Promise<number> {
     console.log(usage());
     return 0;
   }
-  let server: Server;
-  try {
-    server = await serve(options);
-  } catch (error) {
-    console.error(`brigade: cannot start: ${(error as Error).message}`);
+  return options.supervisor ? await supervise(options) : await runServer(options);
+}
+
+/**
+ * Calls `stop` at the first SIGINT or SIGTERM and `now` at a signal after
+ * {@linkcode STOP_WINDOW_MS}; copies within the window are ignored. Returns
+ * a function that removes the listeners.
+ */
+function onStopSignals(
+  stop: (signal: Deno.Signal) => void,
+  now: (signal: Deno.Signal) => void,
+): () => void {
+  let firstSignalAt = -1;
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const listener = () => {
+      const at = performance.now();
+      if (firstSignalAt < 0) {
+        firstSignalAt = at;
+        stop(signal);
+      } else if (at - firstSignalAt > STOP_WINDOW_MS) {
+        now(signal);
+      }
+      // Within the window: another copy of the same stop request (a terminal
+      // signals the whole process group, and `deno task` forwards its copy).
+    };
+    Deno.addSignalListener(signal, listener);
+    return [signal, listener] as const;
+  });
+  return () => {
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+  };
+}
+
+/** The supervisor process: runs `--processes` server processes until a signal. */
+async function supervise(options: CommandLine): Promise<number> {
+  const run = Deno.permissions.querySync({ name: "run", command: Deno.execPath() });
+  if (run.state !== "granted") {
+    console.error(
+      `brigade: cannot start: Cannot start server processes without --allow-run (or run with --no-supervisor), received ${run.state}`,
+    );
     return 1;
   }
-  console.log(`Listening on ${server.url} with ${server.workers} workers`);
-  const { promise: signalled, resolve } = Promise.withResolvers<Deno.Signal>();
-  let firstSignalAt = -1;
-  const onSignal = (signal: Deno.Signal) => () => {
-    const now = performance.now();
-    if (firstSignalAt < 0) {
-      firstSignalAt = now;
-      resolve(signal);
-    } else if (now - firstSignalAt > STOP_WINDOW_MS) {
-      const cut = server.stats().requests;
-      console.error(`Second signal: exiting now; cut ${cut} requests in flight.`);
-      Deno.exit(130);
-    }
-    // Within the window: another copy of the same stop request (a terminal
-    // signals the whole process group, and `deno task` forwards its copy).
-  };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
-    const handler = onSignal(signal);
-    Deno.addSignalListener(signal, handler);
-    return [signal, handler] as const;
+  const supervisor = new Supervisor({
+    args: Deno.args,
+    processes: options.processes,
+    hostname: options.hostname ?? DEFAULTS.hostname,
+    root: options.root ?? DEFAULTS.root,
+    handler: options.handler === undefined ? undefined : handlerUrl(options.handler),
   });
-  await signalled;
+  const removeListeners = onStopSignals(
+    (signal) => supervisor.stop(signal),
+    (signal) => supervisor.stop(signal),
+  );
+  try {
+    const { port, workers } = await supervisor.start();
+    const host = options.hostname ?? DEFAULTS.hostname;
+    const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+    const each = options.processes > 1 ? ` in each of ${options.processes} processes` : "";
+    console.log(`Listening on ${url} with ${workers} workers${each}`);
+    return await supervisor.finished;
+  } catch (error) {
+    // The server process already said why, in one line.
+    return (error as { code?: number }).code ?? 1;
+  } finally {
+    removeListeners();
+  }
+}
+
+/** One server process, alone or started by a supervisor (`--control`). */
+async function runServer(options: CommandLine): Promise<number> {
+  let link: SupervisorLink | undefined;
+  let server: Server;
+  try {
+    if (options.control !== undefined) link = await SupervisorLink.connect(options.control);
+    server = await serve({ ...options, reusePort: link !== undefined });
+  } catch (error) {
+    console.error(`brigade: cannot start: ${(error as Error).message}`);
+    link?.close();
+    return 1;
+  }
+  const stopping = Promise.withResolvers<number>();
+  if (link === undefined) {
+    console.log(`Listening on ${server.url} with ${server.workers} workers`);
+  } else {
+    link.ready(server.addr.port, server.workers);
+    server.setPeers(() => link.peers);
+    if (options.stats || options.metrics) link.report(() => server.stats());
+    // Without its supervisor nobody would restart or stop this process.
+    link.closed.then(() => stopping.resolve(0));
+  }
+  const monitor = setInterval(() => {
+    const reason = distrust(server.stats(), Deno.memoryUsage().rss, options.maxRss);
+    if (reason === undefined) return;
+    clearInterval(monitor);
+    if (link === undefined) {
+      console.error(`brigade: ${reason}; draining so that a fresh process can take over`);
+      stopping.resolve(1);
+      return;
+    }
+    // New connections go to the other processes from now on.
+    if (reason === "every worker is stuck") server.stopAccepting();
+    link.recycle(reason);
+  }, 1000);
+  const removeListeners = onStopSignals(() => stopping.resolve(0), () => {
+    const cut = server.stats().requests;
+    console.error(`Second signal: exiting now; cut ${cut} requests in flight.`);
+    Deno.exit(130);
+  });
+  const code = await stopping.promise;
+  clearInterval(monitor);
+  if (options.drainDelay > 0) {
+    console.log(`Draining in ${options.drainDelay} ms; health answers 503 meanwhile.`);
+    server.announceDrain();
+    await new Promise((resolve) => setTimeout(resolve, options.drainDelay));
+  }
   console.log("Shutting down.");
   const report = await server.close();
-  for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  removeListeners();
+  link?.close();
   if (report.cut > 0) {
     console.error(`Shutdown timed out: cut ${report.cut} connections with responses owed.`);
     return 1;
   }
-  return 0;
+  return code;
 }
 
 if (import.meta.main) {

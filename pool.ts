@@ -199,6 +199,13 @@ export interface WorkerPoolStats {
   failed: number;
   /** Workers terminated and started anew after a crash or for being stuck. */
   replaced: number;
+  /**
+   * Workers terminated for being stuck. Their threads may still run: in Deno
+   * 2.9, `terminate()` does not stop a thread spinning in a JS loop.
+   */
+  abandoned: number;
+  /** Workers pinged over a second ago that have not answered, outside a declared block. */
+  unresponsive: number;
   /** Milliseconds jobs spent queued, over the most recent jobs. */
   waitTime: Percentiles;
   /** Milliseconds jobs spent running, over the most recent jobs. */
@@ -394,6 +401,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   #completed = 0;
   #failed = 0;
   #replaced = 0;
+  #abandoned = 0;
   #waitTimes: number[] = [];
   #waitHistogram = new Histogram();
   #runHistogram = new Histogram();
@@ -601,9 +609,13 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     let busy = 0;
     let blocked = 0;
     let running = 0;
+    let unresponsive = 0;
     for (const slot of this.#slots) {
       if (slot.tasks.size > 0) busy++;
       if (slot.blockedUntil > now) blocked++;
+      if (slot.pingAt !== 0 && now - Math.max(slot.pingAt, slot.blockedUntil) > 1000) {
+        unresponsive++;
+      }
       for (const task of slot.tasks.values()) if (task.startedAt > 0) running++;
     }
     return {
@@ -616,6 +628,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       completed: this.#completed,
       failed: this.#failed,
       replaced: this.#replaced,
+      abandoned: this.#abandoned,
+      unresponsive,
       waitTime: percentiles(this.#waitTimes),
       runTime: percentiles(this.#runTimes),
       waitHistogram: this.#waitHistogram.snapshot(),
@@ -1127,6 +1141,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     const tasks = [...slot.tasks.values()];
     slot.tasks.clear();
     this.#failAll(tasks, "worker-exited", `worker ${slot.id} stopped responding`);
+    this.#abandoned++;
     this.#replace(slot, "stopped responding");
     this.#pump();
   }

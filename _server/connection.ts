@@ -45,6 +45,8 @@ export interface ConnectionOptions extends FramingLimits {
   maxOutput: number;
   /** A clock in milliseconds that the server advances a few times a second. */
   clock: { now: number };
+  /** Whether the server is about to drain: `GET /_brigade/health` then answers 503. */
+  draining: () => boolean;
   /** Answers `GET /_brigade/stats` on the main thread, if set. */
   stats: (() => string) | undefined;
   /** Answers `GET /_brigade/metrics` (Prometheus text) on the main thread, if set. */
@@ -441,7 +443,7 @@ export class Connection {
 
   /**
    * Answers the reserved `/_brigade/` paths on the main thread: `health`
-   * always (200: a draining server reads no new requests), `stats` with
+   * always (200, or 503 during `--drain-delay`), `stats` with
    * --stats, `metrics` with --metrics, and
    * 404 for anything else there. None reaches the app.
    */
@@ -462,7 +464,7 @@ export class Connection {
     let body = "Not Found\n";
     let type = "text/plain; charset=utf-8";
     if (path === "/_brigade/health") {
-      [status, body] = [200, "serving\n"];
+      [status, body] = options.draining() ? [503, "draining\n"] : [200, "serving\n"];
     } else if (path === "/_brigade/stats" && options.stats) {
       [status, body, type] = [200, options.stats(), "application/json"];
     } else if (path === "/_brigade/metrics" && options.metrics) {

@@ -101,6 +101,12 @@ export const FLAGS: readonly FlagSpec[] = [
     default: "10000",
     help: "drain time on SIGINT/SIGTERM",
   },
+  {
+    name: "drain-delay",
+    value: "<ms>",
+    default: "0",
+    help: "after SIGINT/SIGTERM, serve this long with health at 503, then drain",
+  },
   { name: "stats", default: "off", help: "serve pool figures as JSON at GET /_brigade/stats" },
   { name: "metrics", default: "off", help: "serve Prometheus metrics at GET /_brigade/metrics" },
   { name: "dashboard", default: "off", help: "serve the live pool page at GET /_brigade/" },
@@ -109,6 +115,25 @@ export const FLAGS: readonly FlagSpec[] = [
     value: "<token>",
     default: "none",
     help: "token the dashboard requires (else loopback clients only)",
+  },
+  {
+    name: "processes",
+    value: "<n>",
+    default: "1",
+    help: "server processes sharing the port (each with --workers workers)",
+  },
+  { name: "no-supervisor", default: "off", help: "run one server process alone, unsupervised" },
+  {
+    name: "max-rss",
+    value: "<bytes>",
+    default: "1073741824",
+    help: "resident memory past which a server process is replaced, 0 for no limit",
+  },
+  {
+    name: "control",
+    value: "<port>",
+    default: "none",
+    help: "the supervisor's control port (the supervisor sets it)",
   },
   { name: "help", default: "off", help: "show this help" },
 ];

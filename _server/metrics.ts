@@ -23,6 +23,46 @@ export function countStatus(counts: StatusCounts, status: number): void {
   counts[statusClass] = (counts[statusClass] ?? 0) + 1;
 }
 
+/**
+ * The figures of several server processes as one server's: counts and
+ * histograms add up, and each percentile is the worst process's (percentiles
+ * of different samples cannot be merged exactly).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sumStats } from "./metrics.ts";
+ *
+ * const a = { workers: 2, responses: { "2xx": 3 }, runTime: { p50: 1, p90: 2, p99: 3, max: 4 } };
+ * const b = { workers: 2, responses: { "2xx": 1, "5xx": 1 }, runTime: { p50: 2, p90: 2, p99: 2, max: 2 } };
+ * assert.deepEqual(sumStats([a, b]), {
+ *   workers: 4,
+ *   responses: { "2xx": 4, "5xx": 1 },
+ *   runTime: { p50: 2, p90: 2, p99: 3, max: 4 },
+ * });
+ * ```
+ */
+export function sumStats<T extends object>(list: [T, ...T[]]): T {
+  const sum = (values: unknown[]): unknown => {
+    const [first] = values;
+    if (typeof first === "number") return (values as number[]).reduce((a, b) => a + b, 0);
+    if (Array.isArray(first)) {
+      return first.map((_, i) => sum(values.map((value) => (value as unknown[])[i])));
+    }
+    if (typeof first !== "object" || first === null) return first;
+    const percentiles = "p50" in first;
+    const keys = new Set(values.flatMap((value) => Object.keys(value as object)));
+    return Object.fromEntries([...keys].map((key) => {
+      const parts = values.map((value) => (value as Record<string, unknown>)[key] ?? 0);
+      // Histogram bounds are the same everywhere; percentiles take the worst.
+      if (key === "bounds") return [key, parts[0]];
+      if (percentiles) return [key, (parts as number[]).reduce((a, b) => Math.max(a, b))];
+      return [key, sum(parts)];
+    }));
+  };
+  return sum(list) as T;
+}
+
 /** The exposition text: one HELP and TYPE per metric, then its samples. */
 export function prometheusText(input: MetricsInput): string {
   const lines: string[] = [];

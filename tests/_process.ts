@@ -29,18 +29,31 @@ export interface StartOptions {
   ownGroup?: boolean;
   /** Where to run it; the project folder by default. */
   cwd?: string;
+  /** Variables to add to the inherited environment. */
+  env?: Record<string, string>;
 }
 
-/**
- * The runtime flags of `deno task start` (such as `--v8-flags=…`), so that
- * benchmarks measure the server as users start it.
- */
-export const START_RUNTIME_FLAGS: string[] = config.tasks.start.split(" ")
-  .filter((arg) => arg.startsWith("--v8-flags="));
+/** The environment `deno task start` sets (`DENO_V8_FLAGS`), which its server processes inherit. */
+export const START_ENV: Record<string, string> = Object.fromEntries(
+  config.tasks.start.split(" ").filter((arg) => /^[A-Z_]+=/.test(arg)).map((arg) => {
+    const at = arg.indexOf("=");
+    return [arg.slice(0, at), arg.slice(at + 1)];
+  }),
+);
 
 /**
- * `deno` arguments that start brigade from this checkout on a free port with
- * the access log off, with the start task's runtime flags: `flags` follow.
+ * The V8 flags `deno task start` sets (through `DENO_V8_FLAGS`, so that its
+ * server processes inherit them), as `--v8-flags=…`: benchmarks measure the
+ * server as users start it.
+ */
+export const START_RUNTIME_FLAGS: string[] = START_ENV.DENO_V8_FLAGS === undefined
+  ? []
+  : [`--v8-flags=${START_ENV.DENO_V8_FLAGS}`];
+
+/**
+ * `deno` arguments that start one brigade server process (no supervisor)
+ * from this checkout on a free port with the access log off, with the start
+ * task's runtime flags: `flags` follow.
  */
 export function brigadeArgs(flags: string[]): string[] {
   return [
@@ -52,8 +65,40 @@ export function brigadeArgs(flags: string[]): string[] {
     "--port",
     "0",
     "--quiet",
+    "--no-supervisor",
     ...flags,
   ];
+}
+
+/**
+ * `deno` arguments that start brigade as `deno task start` does, with its
+ * supervisor, on a free port with the access log off: `flags` follow. Start
+ * it with `env: START_ENV` so its server processes get the start task's V8
+ * flags.
+ */
+export function supervisedArgs(flags: string[]): string[] {
+  return [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-run",
+    "main.ts",
+    "--port",
+    "0",
+    "--quiet",
+    ...flags,
+  ];
+}
+
+/**
+ * The server processes a supervisor runs now, from `/proc` (through `cat`:
+ * Deno reads `/proc/<pid>` only with `--allow-all`).
+ */
+export async function serverPids(supervisor: number): Promise<number[]> {
+  const { stdout } = await new Deno.Command("cat", {
+    args: [`/proc/${supervisor}/task/${supervisor}/children`],
+  }).output();
+  return new TextDecoder().decode(stdout).trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
 /**
@@ -68,6 +113,7 @@ export async function startServerProcess(
   const child = new Deno.Command(command, {
     args: options.ownGroup ? [Deno.execPath(), ...args] : args,
     cwd: options.cwd ?? new URL("..", import.meta.url).pathname,
+    env: options.env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -87,7 +87,13 @@ Deno.test("a start-up failure (missing root or permission, handler module missin
       cause: /must export default \{ fetch \}/,
     },
   ];
-  for (const { args, cause } of cases) {
+  // Alone, and as the supervisor's first server process: either way one line, exit 1.
+  for (
+    const { args, cause } of cases.flatMap((c) => [
+      { ...c, args: [...c.args, "--no-supervisor"] },
+      { ...c, args: ["--allow-run", ...c.args] },
+    ])
+  ) {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-net", ...args, "--port", "0"],
       cwd: PROJECT,
@@ -100,6 +106,21 @@ Deno.test("a start-up failure (missing root or permission, handler module missin
     assert.match(message, cause);
   }
   await Deno.remove(apps, { recursive: true });
+});
+
+Deno.test("without --allow-run the supervisor says so in one line and exits 1", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", "main.ts", "--port", "0"],
+    cwd: PROJECT,
+  }).output();
+  const message = new TextDecoder().decode(stderr);
+  assert.equal(code, 1, message);
+  assert.equal(stdout.length, 0);
+  assert.equal(message.trimEnd().split("\n").length, 1, message);
+  assert.match(
+    message,
+    /^brigade: cannot start: Cannot start server processes without --allow-run/,
+  );
 });
 
 Deno.test("deno task start -- --port 0 passes the flags through the separator", async () => {
@@ -159,6 +180,7 @@ Deno.test("the README's app recipe serves an app from its own folder with its ow
       "deno.json",
       "--allow-net",
       `--allow-read=.,${PROJECT}`,
+      "--allow-run",
       `${PROJECT}/main.ts`,
       "--port",
       "0",

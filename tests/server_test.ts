@@ -154,10 +154,33 @@ Deno.test("parseFlags() reads every flag and rejects bad values in one line", ()
         parseFlags(["--port", "0", "--workers", "3", "--sleep-ms", "10", "--log-level", "debug"]),
       ).filter(([, v]) => v !== undefined),
     ),
-    { port: 0, workers: 3, sleepMs: 10, logLevel: "debug", accessLog: true },
+    {
+      port: 0,
+      workers: 3,
+      sleepMs: 10,
+      logLevel: "debug",
+      accessLog: true,
+      processes: 1,
+      supervisor: true,
+      maxRss: 1 << 30,
+      drainDelay: 0,
+    },
   );
   assert.equal(parseFlags(["--help"]), "help");
-  for (const bad of [["--workers", "0"], ["--port", "x"], ["--port", "70000"], ["--nope"]]) {
+  const alone = parseFlags(["--no-supervisor", "--max-rss", "0"]);
+  assert.ok(alone !== "help");
+  assert.deepEqual([alone.supervisor, alone.maxRss, alone.processes], [false, 0, 1]);
+  for (
+    const bad of [
+      ["--workers", "0"],
+      ["--port", "x"],
+      ["--port", "70000"],
+      ["--nope"],
+      ["--processes", "0"],
+      ["--processes", "2", "--no-supervisor"],
+      ["--control", "70000"],
+    ]
+  ) {
     assert.throws(() => parseFlags(bad), (error: Error) => !error.message.includes("\n"));
   }
 });

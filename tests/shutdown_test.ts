@@ -105,3 +105,21 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     assert.match(await server.stdout, /^Shutting down\.$/m);
   });
 }
+
+Deno.test("with --drain-delay, a stopping server keeps serving but health answers 503, then drains", async () => {
+  const server = await startProcess(["--workers", "1", "--drain-delay", "1500"]);
+  const health = async () => {
+    const response = await fetch(new URL("/_brigade/health", server.url));
+    return [response.status, await response.text()];
+  };
+  assert.deepEqual(await health(), [200, "serving\n"]);
+  server.child.kill("SIGTERM");
+  await server.printed("Draining in 1500 ms");
+  assert.deepEqual(await health(), [503, "draining\n"]);
+  const page = await fetch(server.url);
+  assert.equal(page.status, 200, "still serving the app");
+  await page.body?.cancel();
+  assert.equal((await server.child.status).code, 0);
+  assert.match(await server.stdout, /^Shutting down\.$/m);
+  await server.stderr;
+});

@@ -1,0 +1,161 @@
+/** The supervisor process: restarts, give-up, signals with several processes, recycling. */
+import assert from "node:assert/strict";
+import {
+  brigadeArgs,
+  serverPids,
+  START_ENV,
+  startServerProcess,
+  supervisedArgs,
+  until,
+} from "./_process.ts";
+
+const FAULTS = new URL("./fixtures/fault_handler.ts", import.meta.url).pathname;
+
+/** Supervised brigade (the default), as `deno run … main.ts` starts it. */
+function supervised(flags: string[]) {
+  return startServerProcess(supervisedArgs(flags), { env: START_ENV });
+}
+
+async function status(url: string, path = "/"): Promise<number> {
+  try {
+    const response = await fetch(new URL(path, url));
+    await response.body?.cancel();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+Deno.test("the supervisor restarts a server process killed with SIGKILL, on the same port", async () => {
+  const server = await supervised(["--workers", "1"]);
+  const [first] = await serverPids(server.child.pid);
+  assert.ok(first > 0);
+  Deno.kill(first, "SIGKILL");
+  await until(async () => {
+    const pids = await serverPids(server.child.pid);
+    return pids.length === 1 && pids[0] !== first && await status(server.url) === 200;
+  });
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  assert.match(
+    await server.stderr,
+    new RegExp(
+      `^brigade: server process ${first} exited \\(signal SIGKILL\\); restarting in \\d+ ms$`,
+      "m",
+    ),
+  );
+  await server.stdout;
+});
+
+Deno.test("a server process that keeps failing to start again makes the supervisor give up with one line and exit 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "brigade-flaky-" });
+  // Starts while there is no `broken` file next to it; fails to load once there is.
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    'try { Deno.statSync(new URL("./broken", import.meta.url)); throw new Error("broken on purpose"); }\n' +
+      'catch (error) { if ((error as Error).message === "broken on purpose") throw error; }\n' +
+      'export default { fetch: () => new Response("up") };\n',
+  );
+  try {
+    const server = await supervised(["--workers", "1", "--handler", `${dir}/app.ts`]);
+    assert.equal(await status(server.url), 200);
+    await Deno.writeTextFile(`${dir}/broken`, "");
+    const [pid] = await serverPids(server.child.pid);
+    Deno.kill(pid, "SIGKILL");
+    const { code } = await server.child.status;
+    const stderr = await server.stderr;
+    assert.equal(code, 1, stderr);
+    const giveUp = stderr.split("\n").filter((line) => line.includes("Cannot restart"));
+    assert.deepEqual(giveUp, [
+      "brigade: Cannot restart a server process: 5 start-ups in a row failed, received exit code 1",
+    ]);
+    assert.equal(stderr.match(/broken on purpose/g)?.length, 5, "five attempts, each one line");
+    await server.stdout;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("with --processes 2, stats add up both processes and SIGTERM drains both before exit 0", async () => {
+  const server = await supervised([
+    "--processes",
+    "2",
+    "--workers",
+    "1",
+    "--sleep-ms",
+    "1000",
+    "--stats",
+  ]);
+  assert.match(server.firstLine, /with 1 workers in each of 2 processes$/);
+  assert.equal((await serverPids(server.child.pid)).length, 2);
+  const stats = async () => await (await fetch(new URL("/_brigade/stats", server.url))).json();
+  await until(async () => {
+    const { processes, workers } = await stats();
+    return processes === 2 && workers === 2;
+  });
+  const sleeping = Array.from(
+    { length: 4 },
+    () =>
+      fetch(new URL("/sleep", server.url)).then(async (r) => [r.status, (await r.text()).length]),
+  );
+  await until(async () => (await stats()).requests === 4);
+  server.child.kill("SIGTERM");
+  const answers = await Promise.all(sleeping);
+  assert.ok(answers.every(([code, length]) => code === 200 && length > 100), String(answers));
+  assert.equal((await server.child.status).code, 0, await server.stderr);
+  assert.equal((await server.stdout).match(/^Shutting down\.$/gm)?.length, 2, "both drained");
+});
+
+Deno.test("a server process with a stuck worker it cannot stop is replaced, and the port keeps answering", async () => {
+  const server = await supervised(["--workers", "1", "--timeout", "300", "--handler", FAULTS]);
+  const [old] = await serverPids(server.child.pid);
+  assert.equal(await status(server.url, "/spin"), 504);
+  await until(async () => {
+    const pids = await serverPids(server.child.pid);
+    return pids.length === 1 && pids[0] !== old;
+  });
+  assert.equal(await status(server.url, "/ok"), 200);
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  assert.match(
+    await server.stderr,
+    new RegExp(
+      `^brigade: replacing server process ${old} in \\d+ ms: 1 stuck worker\\(s\\) were terminated`,
+      "m",
+    ),
+  );
+  await server.stdout;
+});
+
+Deno.test("a server process above --max-rss is replaced, and the supervisor backs off", async () => {
+  const server = await supervised(["--workers", "1", "--max-rss", "1"]);
+  const [old] = await serverPids(server.child.pid);
+  await until(async () => {
+    const pids = await serverPids(server.child.pid);
+    return pids.length === 1 && pids[0] !== old && await status(server.url) === 200;
+  });
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  assert.match(
+    await server.stderr,
+    new RegExp(
+      `^brigade: replacing server process ${old} in 100 ms: resident memory \\d+ MB is above --max-rss 0 MB$`,
+      "m",
+    ),
+  );
+  await server.stdout;
+});
+
+Deno.test("without a supervisor, a process with a stuck worker drains and exits 1 for its platform to restart", async () => {
+  const server = await startServerProcess(
+    brigadeArgs(["--workers", "1", "--timeout", "300", "--handler", FAULTS]),
+  );
+  assert.equal(await status(server.url, "/spin"), 504);
+  const { code } = await server.child.status;
+  assert.equal(code, 1);
+  assert.match(
+    await server.stderr,
+    /^brigade: 1 stuck worker\(s\) were terminated, and Deno cannot stop a spinning thread; draining so that a fresh process can take over$/m,
+  );
+  await server.stdout;
+});
