@@ -35,7 +35,7 @@ export interface StartOptions {
 
 /** The environment `deno task start` sets (`DENO_V8_FLAGS`), which its server processes inherit. */
 export const START_ENV: Record<string, string> = Object.fromEntries(
-  config.tasks.start.split(" ").filter((arg) => /^[A-Z_]+=/.test(arg)).map((arg) => {
+  config.tasks.start.split(" ").filter((arg) => /^[A-Z][A-Z0-9_]*=/.test(arg)).map((arg) => {
     const at = arg.indexOf("=");
     return [arg.slice(0, at), arg.slice(at + 1)];
   }),

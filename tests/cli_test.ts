@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startServerProcess } from "./_process.ts";
+import { START_ENV, START_RUNTIME_FLAGS, startServerProcess } from "./_process.ts";
 import { serve } from "../main.ts";
 import { FLAGS } from "../_server/flags.ts";
 
@@ -27,6 +27,11 @@ Deno.test("deno task start listens with least privilege, serves /, and exits 0 o
   assert.equal(status.code, 0, await stderr);
   assert.match(rest, /^Shutting down\.$/m);
   assert.match(rest, /^Shutting down worker \d+$/m);
+});
+
+Deno.test("tests and benchmarks start brigade with the start task's V8 flags", () => {
+  assert.match(START_ENV.DENO_V8_FLAGS ?? "", /--max-semi-space-size=1/);
+  assert.deepEqual(START_RUNTIME_FLAGS, [`--v8-flags=${START_ENV.DENO_V8_FLAGS}`]);
 });
 
 Deno.test("a bad flag prints one line and exits 2", async () => {
