@@ -27,9 +27,9 @@ import {
   type LogLevel,
 } from "./_server/log.ts";
 import { flagDefault, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
-import { countStatus, prometheusText, type StatusCounts, sumStats } from "./_server/metrics.ts";
+import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
 import { distrust, SupervisorLink } from "./_server/control.ts";
-import { Supervisor } from "./_supervisor/supervisor.ts";
+import { ownRuntimeFlags, StartError, Supervisor } from "./_supervisor/supervisor.ts";
 import { Dashboard } from "./_server/dashboard.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
@@ -278,7 +278,9 @@ const SWEEP_MS = 250;
 export class Server {
   /** The address the server is bound to. */
   readonly addr: Deno.NetAddr;
-  #listener: Deno.TcpListener;
+  #listener: Deno.TcpListener | undefined;
+  #bind: (() => Deno.TcpListener) | undefined;
+  #stopped = false;
   #pool: HttpPool;
   #counters: ExchangeCounters = { requests: 0 };
   #connections = new Set<Connection>();
@@ -294,14 +296,18 @@ export class Server {
   #responses: StatusCounts = {};
   #dashboard: Dashboard | undefined;
   #allClosed: (() => void) | undefined;
-  #peers: () => ServerStats[] = () => [];
+  #whole: () => ServerStats | undefined = () => undefined;
   #draining = false;
 
   /** @internal Use {@linkcode serve}. */
-  constructor(listener: Deno.TcpListener, options: ServeOptions) {
+  constructor(
+    listener: Deno.TcpListener | { addr: Deno.NetAddr; bind(): Deno.TcpListener },
+    options: ServeOptions,
+  ) {
     const o = { ...DEFAULTS, ...definedOnly(options) };
     this.addr = listener.addr;
-    this.#listener = listener;
+    if ("bind" in listener) this.#bind = () => listener.bind();
+    else this.#listener = listener;
     this.#logger = new Logger(o.logLevel);
     this.#maxConnections = o.maxConnections;
     this.#shutdownTimeout = o.shutdownTimeout;
@@ -371,10 +377,10 @@ export class Server {
       maxOutput: MAX_OUTPUT,
       clock: this.#clock,
       draining: () => this.#draining,
-      stats: o.stats ? () => JSON.stringify(this.#whole()) : undefined,
+      stats: o.stats ? () => JSON.stringify(this.#wholeStats()) : undefined,
       metrics: o.metrics
         ? () => {
-          const whole = this.#whole();
+          const whole = this.#wholeStats();
           return prometheusText({
             pool: whole,
             responses: whole.responses,
@@ -405,7 +411,7 @@ export class Server {
       },
     };
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
-    this.#accepting = this.#acceptLoop();
+    this.#accepting = this.#listener ? this.#acceptLoop(this.#listener) : Promise.resolve();
   }
 
   /** The server's base URL, such as `http://127.0.0.1:7878/`. */
@@ -438,17 +444,17 @@ export class Server {
     };
   }
 
-  /** This process's figures plus its sibling processes' latest. */
-  #whole(): ServerStats {
-    return sumStats([this.stats(), ...this.#peers()]);
+  /** The whole server's figures: the supervisor's snapshot of every process, else this one's. */
+  #wholeStats(): ServerStats {
+    return this.#whole() ?? this.stats();
   }
 
   /**
-   * @internal For supervised processes: where the other processes' latest
-   * figures come from, so the stats and metrics endpoints show the whole server.
+   * @internal For supervised processes: where the whole server's figures
+   * come from, so the stats and metrics endpoints describe every process.
    */
-  setPeers(peers: () => ServerStats[]): void {
-    this.#peers = peers;
+  setWhole(whole: () => ServerStats | undefined): void {
+    this.#whole = whole;
   }
 
   /**
@@ -461,8 +467,9 @@ export class Server {
 
   /** @internal Stops accepting connections; the open ones are served on. */
   stopAccepting(): void {
+    this.#stopped = true;
     try {
-      this.#listener.close();
+      this.#listener?.close();
     } catch {
       // Already closed.
     }
@@ -480,9 +487,15 @@ export class Server {
     return this.#closed;
   }
 
-  /** @internal Resolves once every worker is ready; rejects at the first that fails to start. */
-  started(): Promise<void> {
-    return this.#pool.ready();
+  /**
+   * @internal Resolves once every worker is ready (and, when binding was
+   * deferred, the port is bound); rejects at the first that fails to start.
+   */
+  async started(): Promise<void> {
+    await this.#pool.ready();
+    if (this.#bind === undefined || this.#stopped || this.#listener) return;
+    this.#listener = this.#bind();
+    this.#accepting = this.#acceptLoop(this.#listener);
   }
 
   /** Same as {@linkcode close}, for `await using`. */
@@ -519,11 +532,11 @@ export class Server {
     return { cut };
   }
 
-  async #acceptLoop(): Promise<void> {
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
     while (true) {
       let conn: Deno.TcpConn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (error) {
         if (error instanceof Deno.errors.BadResource || this.#closed) return;
         // Out of file descriptors and the like: keep serving the rest.
@@ -617,12 +630,17 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
       ),
     );
   }
-  const listener = Deno.listen({
-    hostname: options.hostname ?? DEFAULTS.hostname,
-    port: options.port ?? DEFAULTS.port,
-    ...(options.reusePort ? { reusePort: true } : {}),
-  });
-  const server = new Server(listener, options);
+  const hostname = options.hostname ?? DEFAULTS.hostname;
+  const port = options.port ?? DEFAULTS.port;
+  const bind = () =>
+    Deno.listen({ hostname, port, ...(options.reusePort ? { reusePort: true } : {}) });
+  // Sharing a port, bind only once the workers are ready: the kernel hands
+  // a bound socket its share of new connections, and a process that failed
+  // to start would drop them. (Port 0 has nobody to share with yet.)
+  const server = new Server(
+    options.reusePort && port !== 0 ? { addr: { transport: "tcp", hostname, port }, bind } : bind(),
+    options,
+  );
   // Every worker must start (and load the handler module) before the server
   // counts as started: a bad root, module or permission fails here, at once.
   try {
@@ -838,20 +856,28 @@ function onStopSignals(
 
 /** The supervisor process: runs `--processes` server processes until a signal. */
 async function supervise(options: CommandLine): Promise<number> {
+  const fail = (message: string) => {
+    console.error(`brigade: cannot start: ${message}`);
+    return 1;
+  };
   const run = Deno.permissions.querySync({ name: "run", command: Deno.execPath() });
   if (run.state !== "granted") {
-    console.error(
-      `brigade: cannot start: Cannot start server processes without --allow-run (or run with --no-supervisor), received ${run.state}`,
+    return fail(
+      `Cannot start server processes without --allow-run (or run with --no-supervisor), received no permission to run ${Deno.execPath()}`,
     );
-    return 1;
   }
-  const supervisor = new Supervisor({
-    args: Deno.args,
-    processes: options.processes,
-    hostname: options.hostname ?? DEFAULTS.hostname,
-    root: options.root ?? DEFAULTS.root,
-    handler: options.handler === undefined ? undefined : handlerUrl(options.handler),
-  });
+  let supervisor: Supervisor;
+  try {
+    supervisor = new Supervisor({
+      args: Deno.args,
+      processes: options.processes,
+      hostname: options.hostname ?? DEFAULTS.hostname,
+      port: options.port ?? DEFAULTS.port,
+      stopMs: options.drainDelay + (options.shutdownTimeout ?? DEFAULTS.shutdownTimeout),
+    }, await ownRuntimeFlags());
+  } catch (error) {
+    return fail((error as Error).message);
+  }
   const removeListeners = onStopSignals(
     (signal) => supervisor.stop(signal),
     (signal) => supervisor.stop(signal),
@@ -864,8 +890,9 @@ async function supervise(options: CommandLine): Promise<number> {
     console.log(`Listening on ${url} with ${workers} workers${each}`);
     return await supervisor.finished;
   } catch (error) {
-    // The server process already said why, in one line.
-    return (error as { code?: number }).code ?? 1;
+    // A server process that failed to start already said why, in one line.
+    if (error instanceof StartError) return error.code;
+    return fail((error as Error).message);
   } finally {
     removeListeners();
   }
@@ -873,28 +900,32 @@ async function supervise(options: CommandLine): Promise<number> {
 
 /** One server process, alone or started by a supervisor (`--control`). */
 async function runServer(options: CommandLine): Promise<number> {
+  const stopping = Promise.withResolvers<number>();
   let link: SupervisorLink | undefined;
-  let server: Server;
+  let server: Server | undefined;
   try {
-    if (options.control !== undefined) link = await SupervisorLink.connect(options.control);
+    if (options.control !== undefined) {
+      link = await SupervisorLink.connect(options.control);
+      // Without its supervisor nobody would restart or stop this process:
+      // drain, or, still starting, just go.
+      link.closed.then(() => server ? stopping.resolve(0) : Deno.exit(1));
+    }
     server = await serve({ ...options, reusePort: link !== undefined });
   } catch (error) {
     console.error(`brigade: cannot start: ${(error as Error).message}`);
     link?.close();
     return 1;
   }
-  const stopping = Promise.withResolvers<number>();
+  const started = server;
   if (link === undefined) {
-    console.log(`Listening on ${server.url} with ${server.workers} workers`);
+    console.log(`Listening on ${started.url} with ${started.workers} workers`);
   } else {
-    link.ready(server.addr.port, server.workers);
-    server.setPeers(() => link.peers);
-    if (options.stats || options.metrics) link.report(() => server.stats());
-    // Without its supervisor nobody would restart or stop this process.
-    link.closed.then(() => stopping.resolve(0));
+    link.ready(started.addr.port, started.workers);
+    started.setWhole(() => link.whole);
+    link.report(() => started.stats());
   }
   const monitor = setInterval(() => {
-    const reason = distrust(server.stats(), Deno.memoryUsage().rss, options.maxRss);
+    const reason = distrust(started.stats(), Deno.memoryUsage().rss, options.maxRss);
     if (reason === undefined) return;
     clearInterval(monitor);
     if (link === undefined) {
@@ -902,12 +933,13 @@ async function runServer(options: CommandLine): Promise<number> {
       stopping.resolve(1);
       return;
     }
-    // New connections go to the other processes from now on.
-    if (reason === "every worker is stuck") server.stopAccepting();
+    // New connections go to the other processes from now on (alone, it
+    // keeps listening: its replaced workers may still serve them).
+    if (reason === "every worker is stuck" && link.siblings > 0) started.stopAccepting();
     link.recycle(reason);
   }, 1000);
   const removeListeners = onStopSignals(() => stopping.resolve(0), () => {
-    const cut = server.stats().requests;
+    const cut = started.stats().requests;
     console.error(`Second signal: exiting now; cut ${cut} requests in flight.`);
     Deno.exit(130);
   });
@@ -915,11 +947,11 @@ async function runServer(options: CommandLine): Promise<number> {
   clearInterval(monitor);
   if (options.drainDelay > 0) {
     console.log(`Draining in ${options.drainDelay} ms; health answers 503 meanwhile.`);
-    server.announceDrain();
+    started.announceDrain();
     await new Promise((resolve) => setTimeout(resolve, options.drainDelay));
   }
   console.log("Shutting down.");
-  const report = await server.close();
+  const report = await started.close();
   removeListeners();
   link?.close();
   if (report.cut > 0) {

@@ -6,6 +6,7 @@
  */
 import type { WorkerPoolStats } from "../pool.ts";
 import type { ServerStats } from "../main.ts";
+import { sumStats } from "./metrics.ts";
 import {
   ControlConnection,
   STATS_INTERVAL_MS,
@@ -53,7 +54,8 @@ export function distrust(
 /** The link to the supervisor that started this process. */
 export class SupervisorLink {
   #control: ControlConnection<ToServer, ToSupervisor>;
-  #peers: ServerStats[] = [];
+  #whole: ServerStats[] | undefined;
+  #siblings = 0;
   #reporter: ReturnType<typeof setInterval> | undefined;
   /** Resolves when the supervisor is gone (or {@linkcode close} was called). */
   readonly closed: Promise<void>;
@@ -61,7 +63,9 @@ export class SupervisorLink {
   private constructor(conn: Deno.Conn) {
     this.#control = new ControlConnection(conn);
     this.closed = this.#control.read((message) => {
-      if (message.type === "peers") this.#peers = message.stats;
+      if (message.type === "whole") {
+        [this.#whole, this.#siblings] = [message.stats, message.siblings];
+      }
     });
   }
 
@@ -90,9 +94,19 @@ export class SupervisorLink {
     return link;
   }
 
-  /** The other server processes' latest figures. */
-  get peers(): ServerStats[] {
-    return this.#peers;
+  /**
+   * The whole server's figures as the supervisor last sent them (every
+   * process's latest, summed), or `undefined` before the first.
+   */
+  get whole(): ServerStats | undefined {
+    return this.#whole && this.#whole.length > 0
+      ? sumStats(this.#whole as [ServerStats, ...ServerStats[]])
+      : undefined;
+  }
+
+  /** Other server processes that are listening. */
+  get siblings(): number {
+    return this.#siblings;
   }
 
   /** Tells the supervisor this process listens on `port`. */
@@ -105,7 +119,7 @@ export class SupervisorLink {
     this.#send({ type: "recycle", reason });
   }
 
-  /** Sends `stats()` every second, for the whole-server figures. */
+  /** Sends `stats()` every second, for the whole-server figures (and as a sign of life). */
   report(stats: () => ServerStats): void {
     this.#reporter ??= setInterval(
       () => this.#send({ type: "stats", stats: stats() }),

@@ -7,8 +7,8 @@
  *  server process                                  supervisor
  *    hello {token, pid} ─────────────────────────►   (token came on stdin)
  *    ready {port, workers} ──────────────────────►   listening: start the next
- *    stats {stats}  (every second, when served) ─►
- *    ◄──────────────────────────── peers {stats[]}   the other processes' figures
+ *    stats {stats}  (every second) ──────────────►
+ *    ◄─────────────────── whole {stats[], siblings}   every process's latest figures
  *    recycle {reason} ───────────────────────────►   start a replacement, then
  *    ◄───────────────────────────────────── SIGTERM  drain this one
  * ```
@@ -33,15 +33,23 @@ export type ToSupervisor =
   | { type: "recycle"; reason: string };
 
 /** Supervisor → server process. */
-export type ToServer =
-  /** The latest figures of every other server process. */
-  { type: "peers"; stats: ServerStats[] };
+export type ToServer = {
+  type: "whole";
+  /** Every process's latest figures, and the counters of the ones that exited: sum them. */
+  stats: ServerStats[];
+  /** Other server processes that are listening. */
+  siblings: number;
+};
 
 /** How often a server process reports its figures, in milliseconds. */
 export const STATS_INTERVAL_MS = 1000;
 
-/** Longest control line either side accepts, in bytes: a stats object is a few KiB. */
+/** Longest control line either side accepts, in characters: a stats object is a few KiB. */
 export const MAX_LINE = 1 << 20;
+/** Longest line before a connection has said hello. */
+export const HELLO_LINE = 4096;
+/** Milliseconds a new control connection has to say hello. */
+export const HELLO_MS = 2000;
 
 /**
  * One end of a control connection: JSON lines out, in order, and JSON lines
@@ -72,10 +80,13 @@ export class ControlConnection<In, Out> {
 
   /**
    * Calls `onMessage` for each line until the connection closes, a line is
-   * not JSON, or a line is longer than {@linkcode MAX_LINE}; then closes
+   * not JSON, or a line is longer than `maxLine()` characters; then closes
    * the connection and resolves.
    */
-  async read(onMessage: (message: In) => void): Promise<void> {
+  async read(
+    onMessage: (message: In) => void,
+    maxLine: () => number = () => MAX_LINE,
+  ): Promise<void> {
     const decoder = new TextDecoder();
     const buffer = new Uint8Array(64 << 10);
     let pending = "";
@@ -84,11 +95,12 @@ export class ControlConnection<In, Out> {
         pending += decoder.decode(buffer.subarray(0, n), { stream: true });
         let start = 0;
         for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n", start)) {
+          if (end - start > maxLine()) throw new RangeError("line too long");
           onMessage(JSON.parse(pending.slice(start, end)) as In);
           start = end + 1;
         }
         pending = pending.slice(start);
-        if (pending.length > MAX_LINE) break;
+        if (pending.length > maxLine()) break;
       }
     } catch {
       // A reset connection or a line that is not JSON: the conversation is over.

@@ -8,34 +8,49 @@
  *
  * @module
  */
-import { dirname, resolve as resolvePath } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { ServerStats } from "../main.ts";
-import { ControlConnection, type ToServer, type ToSupervisor } from "./protocol.ts";
+import { sumStats } from "../_server/metrics.ts";
+import {
+  ControlConnection,
+  HELLO_LINE,
+  HELLO_MS,
+  MAX_LINE,
+  STATS_INTERVAL_MS,
+  type ToServer,
+  type ToSupervisor,
+} from "./protocol.ts";
 
 /** What the supervisor needs to know of the command line. */
 export interface SupervisorOptions {
-  /** The server's own flags, passed on to every server process. */
+  /** The server's own flags (this process's `Deno.args`), passed on to every server process. */
   args: string[];
   processes: number;
   hostname: string;
-  root: string;
-  /** The handler module's URL, if any. */
-  handler?: string;
+  /** The port asked for; 0 picks one. */
+  port: number;
+  /** Milliseconds a stop may take (drain delay, shutdown timeout) before what is left is killed. */
+  stopMs: number;
 }
 
 /** Start-ups of a replacement that may fail in a row before the supervisor gives up. */
 export const MAX_START_FAILURES = 5;
+/** A server process that does not listen within this long is killed (a failed start). */
+export const START_DEADLINE_MS = 60_000;
 /** The first restart delay, in milliseconds; it doubles for each quick crash in a row. */
 const BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;
 /** A process that ran this long before dying was healthy: its successor starts at once. */
 const HEALTHY_MS = 10_000;
+/** Control connections that have not said hello yet, at most. */
+const MAX_STRANGERS = 8;
+/** Beyond a stop's own time, how long the supervisor waits before SIGKILL. */
+const KILL_GRACE_MS = 5000;
 
 type ChildState = "starting" | "ready" | "recycling" | "draining";
 
 interface Child {
   process: Deno.ChildProcess;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
   state: ChildState;
   readyAt: number;
   ready: PromiseWithResolvers<{ port: number; workers: number }>;
@@ -53,27 +68,69 @@ export class StartError extends Error {
 }
 
 /**
+ * The runtime flags this process was started with (permissions, config,
+ * V8 and unstable flags, deny flags too), without `--allow-run`: a server
+ * process runs with exactly what its user granted, minus starting
+ * processes. Deno refuses to read `/proc/<pid>` without `--allow-all`, so
+ * `cat` reads the command line (the supervisor may run processes anyway).
+ *
+ * @returns The flags between `deno run` and the script, and the script as given.
+ * @throws {Error} Where there is no `/proc` (not Linux), or not run by `deno run`.
+ */
+export async function ownRuntimeFlags(): Promise<{ flags: string[]; script: string }> {
+  let argv: string[];
+  try {
+    const { success, stdout } = await new Deno.Command("cat", {
+      args: [`/proc/${Deno.pid}/cmdline`],
+      stderr: "null",
+    }).output();
+    if (!success) throw new Error("cat failed");
+    argv = new TextDecoder().decode(stdout).split("\0").slice(0, -1);
+  } catch (error) {
+    throw new Error(
+      `Cannot read this process's command line from /proc (Linux only; use --no-supervisor elsewhere), received ${
+        (error as Error).message
+      }`,
+    );
+  }
+  const script = argv.length - Deno.args.length - 1;
+  if (argv[1] !== "run" || script < 2) {
+    throw new Error(`Cannot tell the runtime flags apart, received ${JSON.stringify(argv)}`);
+  }
+  const flags = argv.slice(2, script).filter((flag) => !/^--allow-run(=|$)/.test(flag));
+  return { flags, script: argv[script] };
+}
+
+/**
  * Runs the server processes until a signal stops them, or until restarts
  * keep failing.
  */
 export class Supervisor {
   #options: SupervisorOptions;
+  #runtime: { flags: string[]; script: string };
   #children = new Set<Child>();
   #control: Deno.TcpListener;
+  #strangers = 0;
   #token = crypto.randomUUID();
-  #port = 0;
+  #port: number;
   #stopping = false;
   #startFailures = 0;
   #quickCrashes = 0;
   #exitCode = 0;
   #finished = Promise.withResolvers<number>();
   #relay: ReturnType<typeof setInterval>;
+  #killer: ReturnType<typeof setTimeout> | undefined;
+  /** Counters of processes that have exited, so the whole server's totals never go back. */
+  #retired: ServerStats | undefined;
 
-  constructor(options: SupervisorOptions) {
+  /** @param runtime From {@linkcode ownRuntimeFlags}. */
+  constructor(options: SupervisorOptions, runtime: { flags: string[]; script: string }) {
     this.#options = options;
+    this.#runtime = runtime;
+    this.#port = options.port;
     this.#control = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.#acceptControl();
-    this.#relay = setInterval(() => this.#relayStats(), 1000);
+    this.#relay = setInterval(() => this.#relayStats(), STATS_INTERVAL_MS);
   }
 
   /**
@@ -83,9 +140,14 @@ export class Supervisor {
    * @returns The port and each process's worker count.
    */
   async start(): Promise<{ port: number; workers: number }> {
-    const first = this.#spawn();
     try {
-      const { port, workers } = await first.ready.promise;
+      // The processes share the port with reusePort, which would also share
+      // it with anything else that set it: take it alone first, to be sure
+      // it is free.
+      if (this.#port !== 0) {
+        Deno.listen({ hostname: this.#options.hostname, port: this.#port }).close();
+      }
+      const { port, workers } = await this.#spawn().ready.promise;
       this.#port = port;
       const others = Array.from({ length: this.#options.processes - 1 }, () => this.#spawn());
       await Promise.all(others.map((child) => child.ready.promise));
@@ -102,91 +164,70 @@ export class Supervisor {
     return this.#finished.promise;
   }
 
-  /** Forwards `signal` to every process and stops restarting them. */
+  /**
+   * Forwards `signal` to every process and stops restarting them. What has
+   * not exited once a stop's own time and a grace have passed is killed.
+   */
   stop(signal: Deno.Signal): void {
     this.#stopping = true;
     for (const child of this.#children) kill(child, signal);
+    this.#killer ??= setTimeout(() => {
+      for (const child of this.#children) kill(child, "SIGKILL");
+    }, this.#options.stopMs + KILL_GRACE_MS);
     this.#maybeFinished();
-  }
-
-  /** Server processes running now. */
-  get processes(): number {
-    return this.#children.size;
   }
 
   #spawn(): Child {
     const args = [
-      ...this.#denoArgs(),
-      new URL("../main.ts", import.meta.url).href,
-      ...this.#options.args,
+      "run",
+      ...this.#runtime.flags,
+      "--unstable-net",
+      "--no-prompt",
+      this.#runtime.script,
+      // A trailing "--" would make the flags below positional.
+      ...(this.#options.args.at(-1) === "--"
+        ? this.#options.args.slice(0, -1)
+        : this.#options.args),
       "--no-supervisor",
       "--control",
       String(this.#control.addr.port),
     ];
     if (this.#port !== 0) args.push("--port", String(this.#port));
-    const process = new Deno.Command(Deno.execPath(), {
-      args,
-      stdin: "piped",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
+    const ready = Promise.withResolvers<{ port: number; workers: number }>();
+    ready.promise.catch(() => {});
+    let process: Deno.ChildProcess;
+    try {
+      process = new Deno.Command(Deno.execPath(), {
+        args,
+        stdin: "piped",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+    } catch (error) {
+      // Out of file descriptors or processes: a failed start, not a crash of the supervisor.
+      ready.reject(new StartError(`spawn failed: ${(error as Error).message}`, 1));
+      return { state: "starting", ready } as Child;
+    }
     const child: Child = {
       process,
+      stdin: process.stdin.getWriter(),
       state: "starting",
       readyAt: 0,
-      ready: Promise.withResolvers(),
+      ready,
     };
-    child.ready.promise.catch(() => {});
     this.#children.add(child);
-    // The token travels on stdin, which nobody else can read; stdin stays
-    // open for the child's whole life.
-    const writer = process.stdin.getWriter();
-    writer.write(new TextEncoder().encode(this.#token + "\n")).catch(() => {});
-    process.status.then((status) => this.#onExit(child, status));
+    // The token travels on stdin, which no other process can read.
+    child.stdin.write(new TextEncoder().encode(this.#token + "\n")).catch(() => {});
+    const deadline = setTimeout(() => {
+      if (child.state !== "starting") return;
+      log(`server process ${process.pid} did not listen within ${START_DEADLINE_MS} ms`);
+      kill(child, "SIGKILL");
+    }, START_DEADLINE_MS);
+    process.status.then((status) => {
+      clearTimeout(deadline);
+      this.#onExit(child, status);
+    });
     return child;
-  }
-
-  /**
-   * The runtime flags of a server process: `--unstable-net` for `reusePort`,
-   * network access, read access to what brigade and the app need, and every
-   * other permission this process holds whole. Never `--allow-run`: only the
-   * supervisor starts processes.
-   */
-  #denoArgs(): string[] {
-    const args = ["run", "--no-prompt", "--unstable-net"];
-    const whole = (name: "read" | "net" | "env" | "write" | "sys" | "ffi" | "import") => {
-      try {
-        return Deno.permissions.querySync({ name }).state === "granted";
-      } catch {
-        return false;
-      }
-    };
-    args.push(whole("net") ? "--allow-net" : `--allow-net=${this.#options.hostname},127.0.0.1`);
-    if (whole("read")) {
-      args.push("--allow-read");
-    } else {
-      const brigade = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-      const candidates = [
-        Deno.cwd(),
-        brigade(".."),
-        brigade("../worker.ts"),
-        brigade("../_app"),
-        brigade("../_shared"),
-        brigade("../_worker"),
-        resolvePath(this.#options.root),
-      ];
-      const handler = this.#options.handler;
-      if (handler?.startsWith("file:")) candidates.push(dirname(fileURLToPath(handler)));
-      const granted = [...new Set(candidates)].filter((path) =>
-        Deno.permissions.querySync({ name: "read", path }).state === "granted"
-      );
-      if (granted.length > 0) args.push(`--allow-read=${granted.join(",")}`);
-    }
-    for (const name of ["env", "write", "sys", "ffi", "import"] as const) {
-      if (whole(name)) args.push(`--allow-${name}`);
-    }
-    args.push(...configArgs());
-    return args;
   }
 
   async #acceptControl(): Promise<void> {
@@ -197,18 +238,30 @@ export class Supervisor {
       } catch {
         return; // closed
       }
+      // Anything local can connect: few strangers at a time, small lines, and briefly.
+      if (this.#strangers >= MAX_STRANGERS) {
+        conn.close();
+        continue;
+      }
+      this.#strangers++;
       const control = new ControlConnection<ToSupervisor, ToServer>(conn);
       let child: Child | undefined;
+      const hello = setTimeout(() => control.close(), HELLO_MS);
+      const known = () => {
+        clearTimeout(hello);
+        this.#strangers--;
+      };
       control.read((message) => {
-        if (child === undefined) {
-          // Only a process this supervisor started knows the token.
-          if (message.type !== "hello" || message.token !== this.#token) return control.close();
-          child = [...this.#children].find((c) => c.process.pid === message.pid);
-          if (child === undefined) return control.close();
-          child.control = control;
-          return;
-        }
-        this.#onMessage(child, message);
+        if (child !== undefined) return this.#onMessage(child, message);
+        // Only a process this supervisor started knows the token.
+        child = message.type === "hello" && message.token === this.#token
+          ? [...this.#children].find((c) => c.process.pid === message.pid && !c.control)
+          : undefined;
+        if (child === undefined) return control.close();
+        known();
+        child.control = control;
+      }, () => child === undefined ? HELLO_LINE : MAX_LINE).then(() => {
+        if (child === undefined) known();
       });
     }
   }
@@ -267,8 +320,10 @@ export class Supervisor {
 
   #onExit(child: Child, status: Deno.CommandStatus): void {
     this.#children.delete(child);
-    const state = child.state;
+    child.stdin.close().catch(() => {});
     child.control?.close();
+    if (child.stats) this.#retire(child.stats);
+    const state = child.state;
     const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
     if (state === "starting") {
       child.ready.reject(new StartError(`exit ${how}`, status.code || 1));
@@ -296,9 +351,31 @@ export class Supervisor {
     return this.#quickCrashes === 0 ? 0 : backoff(this.#quickCrashes);
   }
 
+  /** Keeps the counters of an exited process; its gauges and percentiles end with it. */
+  #retire(stats: ServerStats): void {
+    const none = { p50: 0, p90: 0, p99: 0, max: 0 };
+    const counters: ServerStats = {
+      ...stats,
+      workers: 0,
+      idle: 0,
+      busy: 0,
+      blocked: 0,
+      running: 0,
+      queued: 0,
+      unresponsive: 0,
+      requests: 0,
+      connections: 0,
+      processes: 0,
+      waitTime: none,
+      runTime: none,
+    };
+    this.#retired = this.#retired ? sumStats([this.#retired, counters]) : counters;
+  }
+
   #maybeFinished(): void {
     if (!this.#stopping || this.#children.size > 0) return;
     clearInterval(this.#relay);
+    clearTimeout(this.#killer);
     try {
       this.#control.close();
     } catch {
@@ -307,36 +384,20 @@ export class Supervisor {
     this.#finished.resolve(this.#exitCode);
   }
 
-  /** Sends each process the latest figures of the others. */
+  /**
+   * Sends every process the same snapshot: each process's latest figures
+   * and the exited ones' counters. Whichever process a scrape reaches, it
+   * sums the same list, so totals only grow.
+   */
   #relayStats(): void {
-    const reporting = [...this.#children].filter((child) => child.stats !== undefined);
-    if (reporting.length === 0) return;
+    const stats = [...this.#children].flatMap((child) => child.stats ? [child.stats] : []);
+    if (stats.length === 0) return;
+    if (this.#retired) stats.push(this.#retired);
+    const ready = [...this.#children].filter((child) => child.state === "ready").length;
     for (const child of this.#children) {
-      const stats = reporting.filter((other) => other !== child).map((other) => other.stats!);
-      child.control?.send({ type: "peers", stats });
+      child.control?.send({ type: "whole", stats, siblings: ready - 1 });
     }
   }
-}
-
-/**
- * Which `deno.json` a server process uses. Deno finds a config next to the
- * main module, not in the working directory, so an app's own (the README's
- * recipe passes `--config deno.json`) must be named; brigade's own is found
- * anyway. Elsewhere, with no config in sight, none is used.
- */
-function configArgs(): string[] {
-  const cwd = Deno.cwd();
-  if (cwd === fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "")) return [];
-  for (const name of ["deno.json", "deno.jsonc"]) {
-    const path = `${cwd}/${name}`;
-    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") continue;
-    try {
-      if (Deno.statSync(path).isFile) return ["--config", path];
-    } catch {
-      // Not there.
-    }
-  }
-  return ["--no-config", "--no-lock"];
 }
 
 function backoff(attempt: number): number {

@@ -1,10 +1,14 @@
 /**
- * `deno task bench`: wrk against brigade and against a Deno.serve baseline
- * serving the same bytes, started here in the same run and interleaved round
- * by round, so the ratio between them is what matters (absolute figures on a
- * shared 2-core machine are noise). Rows: static GET /, a trivial handler
- * module (bench/hello_handler.ts, which the baseline serves too), and GET /
- * while a /sleep blocks one of the two workers.
+ * `deno task bench`: wrk against brigade and against two baselines serving
+ * the same bytes (Deno.serve, and `deno serve --parallel` with as many
+ * threads as brigade has workers), all started here in the same run and
+ * interleaved round by round, so the ratios are what matter (absolute
+ * figures on a shared 2-core machine are noise). Rows: static GET /, a
+ * trivial handler module (bench/hello_handler.ts, which the baselines serve
+ * too), a handler spending about 10 µs of CPU (bench/cpu_handler.ts), a
+ * 1 MiB file, and GET / while a /sleep blocks one of the two workers. Each
+ * server's RSS is read when it is idle (before the warm-up) and loaded
+ * (right after its run).
  *
  * `--compare DIR` adds a second brigade, from another checkout, to every
  * round: an interleaved A/B of two versions against the same baseline.
@@ -24,7 +28,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "2" },
     "brigade-args": { type: "string", default: "" },
     compare: { type: "string" },
-    cases: { type: "string", default: "static,handler,sleep" },
+    cases: { type: "string", default: "static,handler,cpu10,file1m,sleep" },
   },
 });
 const cases = values.cases.split(",");
@@ -37,6 +41,9 @@ interface WrkResult {
   p50: number;
   p99: number;
   errors: number;
+  /** RSS in MB before the warm-up, and right after the run. */
+  idleMB?: number;
+  loadedMB?: number;
 }
 
 async function haveWrk(): Promise<boolean> {
@@ -49,10 +56,16 @@ async function haveWrk(): Promise<boolean> {
 }
 
 /** Starts a server process and resolves once it prints its URL. */
-async function startServer(args: string[], cwd?: string) {
-  const server = await startServerProcess(args, { cwd });
+async function startServer(
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+  command?: string,
+) {
+  const server = await startServerProcess(args, { cwd, env, command });
   return {
     url: server.url,
+    pid: server.child.pid,
     async stop() {
       server.child.kill("SIGTERM");
       await server.child.status;
@@ -95,6 +108,7 @@ if (!(await haveWrk())) {
 }
 
 const HANDLER = new URL("./hello_handler.ts", import.meta.url).pathname;
+const CPU_HANDLER = new URL("./cpu_handler.ts", import.meta.url).pathname;
 const brigade = (extra: string[]) =>
   brigadeArgs([
     "--workers",
@@ -105,48 +119,133 @@ const brigade = (extra: string[]) =>
     ...extra,
   ]);
 
+/** A root with one 1 MiB file, for the file row (made by sh: the task has no --allow-write). */
+const BIG_ROOT = await (async () => {
+  const made = await new Deno.Command("sh", {
+    args: ["-c", 'd=$(mktemp -d) && head -c 1048576 /dev/urandom > "$d/big.bin" && echo "$d"'],
+    stdout: "piped",
+  }).output();
+  if (!made.success) throw new Error("Cannot write the 1 MiB file, received a failing sh");
+  return new TextDecoder().decode(made.stdout).trim();
+})();
+
 interface Contender {
   name: string;
+  /** `deno` by default. */
+  command?: string;
+  /** Arguments; "PORT" is replaced by a free port. */
   args: string[];
   cwd?: string;
+  env?: Record<string, string>;
+  /** Appended to the server's URL. */
+  path?: string;
   runs: WrkResult[];
 }
 
 interface Row {
   label: string;
   baseline: Contender;
+  /** `deno serve --parallel`, for the memory comparison and a second ratio. */
+  parallel: Contender;
   contenders: Contender[];
 }
 
+const CASES: Record<
+  string,
+  { label: string; brigade: string[]; baseline: string[]; path?: string }
+> = {
+  static: { label: "static GET /", brigade: [], baseline: [] },
+  handler: {
+    label: "trivial handler module",
+    brigade: ["--handler", HANDLER],
+    baseline: ["--handler", HANDLER],
+  },
+  cpu10: {
+    label: "10 µs CPU handler module",
+    brigade: ["--handler", CPU_HANDLER],
+    baseline: ["--handler", CPU_HANDLER],
+  },
+  file1m: {
+    label: "1 MiB file",
+    brigade: ["--root", BIG_ROOT],
+    baseline: ["--root", BIG_ROOT, "--file", "big.bin"],
+    path: "big.bin",
+  },
+};
+
 const rows: Row[] = [];
 for (const name of cases) {
-  if (name === "sleep") continue;
-  const handler = name === "handler" ? ["--handler", HANDLER] : [];
+  const spec = CASES[name];
+  if (spec === undefined) continue;
   const row: Row = {
-    label: name === "handler" ? "trivial handler module" : "static GET /",
+    label: spec.label,
     baseline: {
       name: "Deno.serve",
-      args: ["run", "--allow-net", "--allow-read", "bench/baseline.ts", ...handler],
+      args: ["run", "--allow-net", "--allow-read", "bench/baseline.ts", ...spec.baseline],
+      path: spec.path,
       runs: [],
     },
-    contenders: [{ name: "brigade", args: brigade(handler), runs: [] }],
+    parallel: {
+      name: `deno serve --parallel (${values.workers})`,
+      // deno serve announces itself on stderr: exec keeps the pid (for RSS) and moves it to stdout.
+      args: [
+        "-c",
+        'exec "$0" "$@" 2>&1',
+        Deno.execPath(),
+        "serve",
+        "--parallel",
+        "--allow-net",
+        "--allow-read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "PORT",
+        "bench/baseline.ts",
+        "--as-module",
+        ...spec.baseline,
+      ],
+      command: "sh",
+      env: { DENO_JOBS: values.workers },
+      path: spec.path,
+      runs: [],
+    },
+    contenders: [{ name: "brigade", args: brigade(spec.brigade), path: spec.path, runs: [] }],
   };
   if (values.compare) {
     row.contenders.push({
       name: `brigade @ ${values.compare}`,
-      args: brigade(handler),
+      args: brigade(spec.brigade),
       cwd: values.compare,
+      path: spec.path,
       runs: [],
     });
   }
   rows.push(row);
 }
 
+/** Resident memory of process `pid` in MB (Deno guards /proc; grep may read it). */
+async function rssMB(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("grep", { args: ["VmRSS", `/proc/${pid}/status`] })
+    .output();
+  return Number(/(\d+)/.exec(new TextDecoder().decode(stdout))?.[1] ?? NaN) / 1000;
+}
+
+/** A port nobody listens on now. */
+function freePort(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.close();
+  return String(listener.addr.port);
+}
+
 async function measure(contender: Contender): Promise<void> {
-  const server = await startServer(contender.args, contender.cwd);
+  const args = contender.args.map((arg) => arg === "PORT" ? freePort() : arg);
+  const server = await startServer(args, contender.cwd, contender.env, contender.command);
+  const url = new URL(contender.path ?? "", server.url).href;
   try {
-    await wrk(server.url, 1); // warm-up
-    contender.runs.push(await wrk(server.url, duration));
+    const idleMB = await rssMB(server.pid);
+    await wrk(url, 1); // warm-up
+    const run = await wrk(url, duration);
+    contender.runs.push({ ...run, idleMB, loadedMB: await rssMB(server.pid) });
   } finally {
     await server.stop();
   }
@@ -157,6 +256,7 @@ for (let round = 0; round < rounds; round++) {
     // Alternate the order of the brigades so neither always runs second.
     const order = round % 2 === 0 ? row.contenders : row.contenders.toReversed();
     await measure(row.baseline);
+    await measure(row.parallel);
     for (const contender of order) await measure(contender);
   }
 }
@@ -178,42 +278,59 @@ const cpuinfo = await new Deno.Command("grep", { args: ["-m1", "model name", "/p
   .output().then((o) => new TextDecoder().decode(o.stdout), () => "");
 const cpu = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU";
 const fmt = (n: number) => n.toFixed(2);
+const mb = (n: number | undefined) => n === undefined ? "–" : n.toFixed(0);
 let table = `
 Benchmark ${
   new Date().toISOString().slice(0, 10)
 } on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}
 wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
 
-| case | server | req/s | p50 ms | p99 ms | vs Deno.serve (median of per-round ratios) |
-| --- | --- | ---: | ---: | ---: | ---: |
+| case | server | req/s | p50 ms | p99 ms | vs Deno.serve | vs --parallel | idle RSS MB | loaded RSS MB |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 `;
 const notes: string[] = [];
 let errors = 0;
+/** The median over rounds of `contender`'s per-round ratio to `base`. */
+const ratio = (contender: Contender, base: Contender) => {
+  const ratios = contender.runs.map((run, i) => run.rps / base.runs[i].rps);
+  return ratios.toSorted((a, b) => a - b)[Math.floor(ratios.length / 2)];
+};
+const medianOf = (values: (number | undefined)[]) =>
+  (values.filter((v) => v !== undefined) as number[]).toSorted((a, b) => a - b)[
+    Math.floor(values.length / 2)
+  ];
 for (const row of rows) {
-  const base = median(row.baseline.runs);
-  table += `| ${row.label} | Deno.serve | ${Math.round(base.rps)} | ${fmt(base.p50)} | ${
-    fmt(base.p99)
-  } | 1.00× |\n`;
-  for (const contender of row.contenders) {
+  for (const contender of [row.baseline, row.parallel, ...row.contenders]) {
     const ours = median(contender.runs);
-    const ratios = contender.runs.map((run, i) => run.rps / row.baseline.runs[i].rps);
-    const middle = ratios.toSorted((a, b) => a - b)[Math.floor(ratios.length / 2)];
+    const vsServe = contender === row.baseline
+      ? "1.00×"
+      : `${fmt(ratio(contender, row.baseline))}×`;
+    const vsParallel = contender === row.parallel
+      ? "1.00×"
+      : `${fmt(ratio(contender, row.parallel))}×`;
     table += `| ${row.label} | ${contender.name} | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${
       fmt(ours.p99)
-    } | ${fmt(middle)}× |\n`;
-    notes.push(`${row.label}, ${contender.name}: per-round ratios ${ratios.map(fmt).join(", ")}`);
+    } | ${vsServe} | ${vsParallel} | ${mb(medianOf(contender.runs.map((r) => r.idleMB)))} | ${
+      mb(medianOf(contender.runs.map((r) => r.loadedMB)))
+    } |\n`;
+    if (row.contenders.includes(contender)) {
+      const ratios = contender.runs.map((run, i) => fmt(run.rps / row.baseline.runs[i].rps));
+      notes.push(
+        `${row.label}, ${contender.name}: per-round ratios to Deno.serve ${ratios.join(", ")}`,
+      );
+    }
     errors += contender.runs.reduce((a, r) => a + r.errors, 0);
   }
-  errors += row.baseline.runs.reduce((a, r) => a + r.errors, 0);
 }
 if (duringSleep) {
   const base = rows.find((row) => row.label === "static GET /")?.baseline.runs;
-  const ratio = base ? fmt(duringSleep.rps / median(base).rps) + "×" : "–";
+  const vs = base ? fmt(duringSleep.rps / median(base).rps) + "×" : "–";
   table += `| static GET /, one /sleep blocking a worker | brigade | ${
     Math.round(duringSleep.rps)
-  } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${ratio} |\n`;
+  } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${vs} | – | – | – |\n`;
   errors += duringSleep.errors;
 }
 console.log(table);
 console.log(notes.join("\n"));
 console.log(`errors (non-2xx, socket errors): ${errors}`);
+await new Deno.Command("rm", { args: ["-r", BIG_ROOT] }).output();

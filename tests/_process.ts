@@ -31,6 +31,8 @@ export interface StartOptions {
   cwd?: string;
   /** Variables to add to the inherited environment. */
   env?: Record<string, string>;
+  /** The program to run instead of `deno`. */
+  command?: string;
 }
 
 /** The environment `deno task start` sets (`DENO_V8_FLAGS`), which its server processes inherit. */
@@ -109,9 +111,9 @@ export async function startServerProcess(
   args: string[],
   options: StartOptions = {},
 ): Promise<ServerProcess> {
-  const command = options.ownGroup ? "setsid" : Deno.execPath();
-  const child = new Deno.Command(command, {
-    args: options.ownGroup ? [Deno.execPath(), ...args] : args,
+  const program = options.command ?? Deno.execPath();
+  const child = new Deno.Command(options.ownGroup ? "setsid" : program, {
+    args: options.ownGroup ? [program, ...args] : args,
     cwd: options.cwd ?? new URL("..", import.meta.url).pathname,
     env: options.env,
     stdout: "piped",

@@ -159,3 +159,96 @@ Deno.test("without a supervisor, a process with a stuck worker drains and exits 
   );
   await server.stdout;
 });
+
+Deno.test("server processes run with the supervisor's exact flags, deny flags included, and never --allow-run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "brigade-perms-" });
+  await Deno.writeTextFile(`${dir}/secret.txt`, "TOPSECRET");
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    "export default { fetch() {\n" +
+      "  let secret = 'denied';\n" +
+      `  try { secret = Deno.readTextFileSync(${
+        JSON.stringify(`${dir}/secret.txt`)
+      }); } catch {}\n` +
+      "  const run = Deno.permissions.querySync({ name: 'run' }).state;\n" +
+      "  return Response.json({ secret, run });\n" +
+      "} };\n",
+  );
+  try {
+    const server = await startServerProcess([
+      "run",
+      "--allow-net",
+      "--allow-read",
+      `--deny-read=${dir}/secret.txt`,
+      "--allow-run",
+      "main.ts",
+      "--port",
+      "0",
+      "--quiet",
+      "--workers",
+      "1",
+      "--handler",
+      `${dir}/app.ts`,
+    ]);
+    const answer = await (await fetch(server.url)).json();
+    assert.equal(answer.secret, "denied");
+    assert.notEqual(answer.run, "granted");
+    server.child.kill("SIGTERM");
+    assert.equal((await server.child.status).code, 0);
+    await Promise.all([server.stdout, server.stderr]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a port in use makes the supervisor say so in one line, even when its holder shares ports", async () => {
+  const first = await supervised(["--workers", "1"]);
+  const port = new URL(first.url).port;
+  const second = new Deno.Command(Deno.execPath(), {
+    args: supervisedArgs(["--workers", "1"]).map((arg, i, all) =>
+      all[i - 1] === "--port" ? port : arg
+    ),
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Had it started, it would serve on; stop it so the test fails instead of hanging.
+  const limit = setTimeout(() => second.kill("SIGKILL"), 10_000);
+  const { code, stdout, stderr } = await second.output();
+  clearTimeout(limit);
+  const message = new TextDecoder().decode(stderr);
+  assert.equal(code, 1, message);
+  assert.equal(stdout.length, 0, "nothing claims to be listening");
+  assert.equal(message.trimEnd().split("\n").length, 1, message);
+  assert.match(message, /^brigade: cannot start: .*(AddrInUse|in use)/i);
+  first.child.kill("SIGTERM");
+  assert.equal((await first.child.status).code, 0);
+  await Promise.all([first.stdout, first.stderr]);
+});
+
+Deno.test("the control port closes connections without the token, and serving goes on", async () => {
+  const server = await supervised(["--workers", "1"]);
+  const [pid] = await serverPids(server.child.pid);
+  const { stdout } = await new Deno.Command("cat", { args: [`/proc/${pid}/cmdline`] }).output();
+  const argv = new TextDecoder().decode(stdout).split("\0");
+  const control = Number(argv[argv.indexOf("--control") + 1]);
+  assert.ok(control > 0);
+  const closedAfter = async (text: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: control });
+    if (text) await conn.write(new TextEncoder().encode(text));
+    const n = await conn.read(new Uint8Array(16)).catch(() => null);
+    conn.close();
+    return n;
+  };
+  assert.equal(await closedAfter("not json\n"), null);
+  assert.equal(
+    await closedAfter(JSON.stringify({ type: "hello", token: "guess", pid }) + "\n"),
+    null,
+  );
+  assert.equal(await closedAfter("x".repeat(8192)), null, "a long line before hello");
+  assert.equal(await closedAfter(""), null, "silence: closed after the hello deadline");
+  assert.equal(await status(server.url), 200);
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  await Promise.all([server.stdout, server.stderr]);
+});
