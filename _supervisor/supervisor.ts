@@ -45,6 +45,12 @@ const HEALTHY_MS = 10_000;
 const MAX_STRANGERS = 8;
 /** Beyond a stop's own time, how long the supervisor waits before SIGKILL. */
 const KILL_GRACE_MS = 5000;
+/**
+ * A listening process reports every second, even with its main thread
+ * loaded; one silent this long is wedged (or stopped) and is killed, then
+ * restarted as after a crash.
+ */
+export const SILENT_MS = 10_000;
 
 type ChildState = "starting" | "ready" | "recycling" | "draining";
 
@@ -56,6 +62,8 @@ interface Child {
   ready: PromiseWithResolvers<{ port: number; workers: number }>;
   control?: ControlConnection<ToSupervisor, ToServer>;
   stats?: ServerStats;
+  /** When the process last sent anything. */
+  heardAt: number;
 }
 
 /** Raised when the server cannot start; the supervisor exits with `code`. */
@@ -206,7 +214,7 @@ export class Supervisor {
     } catch (error) {
       // Out of file descriptors or processes: a failed start, not a crash of the supervisor.
       ready.reject(new StartError(`spawn failed: ${(error as Error).message}`, 1));
-      return { state: "starting", ready } as Child;
+      return { state: "starting", ready, heardAt: 0 } as Child;
     }
     const child: Child = {
       process,
@@ -214,6 +222,7 @@ export class Supervisor {
       state: "starting",
       readyAt: 0,
       ready,
+      heardAt: 0,
     };
     this.#children.add(child);
     // The token travels on stdin, which no other process can read.
@@ -267,6 +276,7 @@ export class Supervisor {
   }
 
   #onMessage(child: Child, message: ToSupervisor): void {
+    child.heardAt = performance.now();
     switch (message.type) {
       case "ready":
         child.state = "ready";
@@ -385,11 +395,19 @@ export class Supervisor {
   }
 
   /**
-   * Sends every process the same snapshot: each process's latest figures
+   * Kills a listening process that has gone silent, then sends every
+   * process the same snapshot: each process's latest figures
    * and the exited ones' counters. Whichever process a scrape reaches, it
    * sums the same list, so totals only grow.
    */
   #relayStats(): void {
+    const now = performance.now();
+    for (const child of this.#children) {
+      if (child.state !== "ready" || now - child.heardAt < SILENT_MS) continue;
+      log(`server process ${child.process.pid} sent nothing for ${SILENT_MS} ms; killing it`);
+      child.heardAt = now; // once
+      kill(child, "SIGKILL");
+    }
     const stats = [...this.#children].flatMap((child) => child.stats ? [child.stats] : []);
     if (stats.length === 0) return;
     if (this.#retired) stats.push(this.#retired);

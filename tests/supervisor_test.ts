@@ -252,3 +252,20 @@ Deno.test("the control port closes connections without the token, and serving go
   assert.equal((await server.child.status).code, 0);
   await Promise.all([server.stdout, server.stderr]);
 });
+
+Deno.test("a server process that goes silent (stopped) is killed and restarted", async () => {
+  const server = await supervised(["--workers", "1"]);
+  const [stopped] = await serverPids(server.child.pid);
+  Deno.kill(stopped, "SIGSTOP");
+  await until(async () => {
+    const pids = await serverPids(server.child.pid);
+    return pids.length === 1 && pids[0] !== stopped && await status(server.url) === 200;
+  }, 30_000);
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  assert.match(
+    await server.stderr,
+    new RegExp(`^brigade: server process ${stopped} sent nothing for 10000 ms; killing it$`, "m"),
+  );
+  await server.stdout;
+});
