@@ -67,6 +67,12 @@ export interface ConnectionOptions extends FramingLimits {
 }
 
 const READ_SIZE = 16 << 10;
+/**
+ * The read buffer of a connection between requests: most request heads fit,
+ * and an idle keep-alive connection holds no more (a body grows it to
+ * `READ_SIZE` while it arrives).
+ */
+const IDLE_READ = 2 << 10;
 const FILE_CHUNK = 64 << 10;
 /** Parts smaller than this are gathered into one write; larger ones go as they are. */
 const COALESCE_LIMIT = 16 << 10;
@@ -138,7 +144,7 @@ export class Connection {
     this.#onClose = onClose;
     this.#framer = new Framer(options);
     this.#maxBuffer = options.maxHead + READ_SIZE;
-    this.#buf = new Uint8Array(Math.min(READ_SIZE, this.#maxBuffer));
+    this.#buf = new Uint8Array(Math.min(IDLE_READ, this.#maxBuffer));
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.#remote = addr.hostname ?? "-";
     this.#remotePort = addr.port ?? 0;
@@ -257,6 +263,7 @@ export class Connection {
         }
         continue;
       }
+      if (this.#phase === Phase.Body && this.#buf.length < READ_SIZE) this.#grow(READ_SIZE);
       if (this.#end === this.#buf.length) this.#makeRoom();
       let n: number | null;
       this.#readPending = true;
@@ -282,18 +289,19 @@ export class Connection {
 
   /** Makes room at the end of the buffer: compacts, or grows up to one head plus one read. */
   #makeRoom(): void {
-    const live = this.#end - this.#start;
-    if (this.#start > 0) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-    } else {
-      const grown = new Uint8Array(
-        Math.min(this.#buf.length * 2, this.#options.maxHead + READ_SIZE),
-      );
-      grown.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = grown;
-    }
+    if (this.#start === 0) return this.#grow(this.#buf.length * 2);
+    this.#buf.copyWithin(0, this.#start, this.#end);
+    this.#end -= this.#start;
     this.#start = 0;
-    this.#end = live;
+  }
+
+  /** Moves the buffered bytes to the start of a buffer of `size` (at most one head plus one read). */
+  #grow(size: number): void {
+    const grown = new Uint8Array(Math.min(size, this.#maxBuffer));
+    grown.set(this.#buf.subarray(this.#start, this.#end));
+    this.#buf = grown;
+    this.#end -= this.#start;
+    this.#start = 0;
   }
 
   #frame(): void {
@@ -354,7 +362,9 @@ export class Connection {
     }
     if (this.#start === this.#end && !this.#readPending) {
       this.#start = this.#end = 0;
-      if (this.#buf.length > READ_SIZE) this.#buf = new Uint8Array(READ_SIZE);
+      if (this.#buf.length > IDLE_READ && this.#phase !== Phase.Body) {
+        this.#buf = new Uint8Array(IDLE_READ);
+      }
     }
     if (this.#closed || !this.#reading) return;
     if (this.#receiving !== undefined) return;

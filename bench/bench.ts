@@ -28,7 +28,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "2" },
     "brigade-args": { type: "string", default: "" },
     compare: { type: "string" },
-    cases: { type: "string", default: "static,handler,cpu10,file1m,sleep" },
+    cases: { type: "string", default: "static,handler,cpu10,file1m,idle10k,sleep" },
   },
 });
 const cases = values.cases.split(",");
@@ -261,6 +261,41 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
+// Memory per idle keep-alive connection: 10,000 clients each make one request and stay.
+const IDLE_CONNECTIONS = 10_000;
+const idleRows: string[] = [];
+if (cases.includes("idle10k")) {
+  const servers: [string, string[], string?, Record<string, string>?][] = [
+    ["Deno.serve", ["run", "--allow-net", "--allow-read", "bench/baseline.ts"]],
+    // brigade closes idle connections after --idle-timeout (5 s); keep them for the count.
+    ["brigade", brigade(["--idle-timeout", "120000", "--max-connections", "20000"])],
+  ];
+  const request = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
+  for (const [name, args] of servers) {
+    const server = await startServer(args);
+    const { port } = new URL(server.url);
+    const before = await rssMB(server.pid);
+    const conns: Deno.Conn[] = [];
+    const buffer = new Uint8Array(4096);
+    for (let i = 0; i < IDLE_CONNECTIONS; i += 250) {
+      await Promise.all(Array.from({ length: 250 }, async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+        conns.push(conn);
+        await conn.write(request);
+        await conn.read(buffer); // the head and (small) body arrive together
+      }));
+    }
+    const after = await rssMB(server.pid);
+    for (const conn of conns) conn.close();
+    await server.stop();
+    idleRows.push(
+      `| ${name} | ${before.toFixed(0)} | ${after.toFixed(0)} | ${
+        ((after - before) * 1000 / IDLE_CONNECTIONS).toFixed(1)
+      } |`,
+    );
+  }
+}
+
 // GET / while one /sleep blocks one of the two workers.
 let duringSleep: WrkResult | undefined;
 if (cases.includes("sleep")) {
@@ -331,6 +366,12 @@ if (duringSleep) {
   errors += duringSleep.errors;
 }
 console.log(table);
+if (idleRows.length > 0) {
+  console.log(`${IDLE_CONNECTIONS} idle keep-alive connections, each after one GET /:\n`);
+  console.log("| server | RSS before MB | RSS with them MB | KB per connection |");
+  console.log("| --- | ---: | ---: | ---: |");
+  console.log(idleRows.join("\n") + "\n");
+}
 console.log(notes.join("\n"));
 console.log(`errors (non-2xx, socket errors): ${errors}`);
 await new Deno.Command("rm", { args: ["-r", BIG_ROOT] }).output();
