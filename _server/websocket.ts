@@ -167,13 +167,12 @@ export class WebSocketSession {
       this.#lastHeard = this.#options.clock.now;
       this.#pingSentAt = 0;
     }
-    if (this.#state === State.Failed) return end - start;
     let pos = start;
-    while (pos < end && this.mayRead) {
+    // Once failed, the rest is dropped: what follows an error is not frames we can trust.
+    while (pos < end && this.#state !== State.Failed && this.mayRead) {
       if (!this.#inFrame) {
         const head = this.#frameHead(buf, pos, end);
-        if (head < 0) return end - start;
-        if (head === 0) break;
+        if (head <= 0) break;
         pos += head;
         if (this.#opcode >= Op.Close) {
           // A control frame is whole in the buffer (it is at most 125 bytes).
@@ -199,7 +198,7 @@ export class WebSocketSession {
         if (this.#fin) this.#deliver();
       }
     }
-    return pos - start;
+    return this.#state === State.Failed ? end - start : pos - start;
   }
 
   /** Enforces the idle ping and the closing deadline; called a few times a second. */

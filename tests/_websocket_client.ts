@@ -12,6 +12,19 @@ export function wsUrl(server: { url: string }, path: string): string {
   return new URL(path, server.url.replace(/^http/, "ws")).href;
 }
 
+/** `promise`, or a rejection after `limitMs`: a safety net so a broken server fails a test instead of hanging it. */
+export async function within<T>(promise: Promise<T>, what: string, limitMs = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${limitMs} ms`)), limitMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Deno's WebSocket, with its messages queued and its close as a promise. */
 export class Client {
   readonly socket: WebSocket;
@@ -46,7 +59,7 @@ export class Client {
   /** The next message's data. */
   next(): Promise<unknown> {
     if (this.#messages.length > 0) return Promise.resolve(this.#messages.shift());
-    return new Promise((resolve) => this.#waiting = resolve);
+    return within(new Promise((resolve) => this.#waiting = resolve), "the next message");
   }
 
   /** Sends `data` and returns the next message (an echo). */
@@ -165,7 +178,11 @@ export class RawSocket {
   }
 
   /** The next frame, or `null` once the server has closed the connection. */
-  async read(): Promise<Frame | null> {
+  read(): Promise<Frame | null> {
+    return within(this.#read(), "the next frame");
+  }
+
+  async #read(): Promise<Frame | null> {
     while (true) {
       const parsed = this.#parse();
       if (parsed) return parsed;
