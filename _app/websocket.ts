@@ -261,6 +261,7 @@ export class BrigadeWebSocket extends EventTarget {
       bytes: isomorphicEncode(head),
       close: false,
       upgrade: true,
+      workerId: context.workerId,
     });
     context.detach();
     context.onMessage = (message) => this.#receive(message as SocketPart);

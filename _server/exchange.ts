@@ -347,6 +347,7 @@ export class Exchange {
         // The HTTP exchange is over; the job goes on as the WebSocket's stream.
         this.upgraded = true;
         this.finished = true;
+        this.workerId = part.workerId ?? -1;
         this.#counters!.requests--;
       }
     }

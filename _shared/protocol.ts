@@ -168,6 +168,8 @@ export type ResponsePart =
     file?: FileSlice;
     /** A `101` that turns the connection into a WebSocket: the job goes on as its stream. */
     upgrade?: boolean;
+    /** With `upgrade`, the socket's worker, for the access log (the job's end comes at its close). */
+    workerId?: number;
   }
   | { type: "data"; bytes: Uint8Array }
   /** WebSocket only: the app closes the socket (after the frames sent before). */

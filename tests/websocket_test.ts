@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { serve, type ServeOptions } from "../main.ts";
-import { until } from "./_process.ts";
+import { captureStdout, until } from "./_process.ts";
 import { exchange } from "./_http_client.ts";
 import {
   Client,
@@ -77,6 +77,21 @@ Deno.test("the 101 says upgrade: websocket, connection: upgrade and the RFC 6455
   } finally {
     raw.close();
   }
+});
+
+Deno.test("the access log has the 101, with the worker that holds the socket", async () => {
+  const lines: string[] = [];
+  const restore = captureStdout(lines);
+  try {
+    await using server = await start({ accessLog: true });
+    const client = await Client.open(wsUrl(server, "/echo"));
+    await client.close();
+  } finally {
+    restore();
+  }
+  const logged = lines.filter((line) => line.includes("GET /echo"));
+  assert.equal(logged.length, 1, lines.join("\n"));
+  assert.match(logged[0], / "GET \/echo HTTP\/1\.1" 101 0 [\d.]+ms w0$/);
 });
 
 Deno.test("the socket has binaryType arraybuffer, a ws: url, and the protocol the handler agreed to", async () => {
@@ -368,6 +383,26 @@ Deno.test("stats and metrics count open sockets", async () => {
   await Promise.all(clients.map((client) => client.close()));
   await until(() => server.stats().websockets === 0);
   assert.equal(await metric(), "0");
+});
+
+Deno.test("a worker that does not take its messages stops the main thread reading that socket", async () => {
+  await using server = await start();
+  const raw = await RawSocket.connect(server.addr.port, "/stall");
+  try {
+    await raw.write(frame(TEXT, "stall"));
+    // 32 MiB while the worker's thread is blocked for 2 s: the main thread
+    // reads one window of it, then stops, so the write cannot finish before
+    // the worker wakes and takes what it was sent.
+    const messages = new Uint8Array((32 << 20) + 32 * 14);
+    const one = frame(BINARY, new Uint8Array(1 << 20));
+    for (let i = 0; i < 32; i++) messages.set(one, i * one.length);
+    const written = raw.write(messages).then(() => "written");
+    const awake = raw.read().then((frame) => new TextDecoder().decode(frame?.payload));
+    assert.equal(await Promise.race([written, awake]), "awake");
+    assert.equal(await within(written, "the rest of the write"), "written");
+  } finally {
+    raw.close();
+  }
 });
 
 Deno.test("an app that sends faster than its client reads is held, then closed with 1008 past 16 MiB", async () => {
