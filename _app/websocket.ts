@@ -188,7 +188,7 @@ export class BrigadeWebSocket extends EventTarget {
   send(data: string | ArrayBufferLike | ArrayBufferView): void {
     if (this.#state === this.CONNECTING) {
       throw new DOMException(
-        "Cannot send on a WebSocket that is not open yet",
+        "Cannot send on a WebSocket before it opens, received readyState 0 (CONNECTING)",
         "InvalidStateError",
       );
     }

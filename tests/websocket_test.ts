@@ -357,6 +357,19 @@ Deno.test("server.close() closes open sockets with 1001 and drains without cutti
   assert.equal(report.cut, 0);
 });
 
+Deno.test("a client that does not answer the 1001 is cut at --shutdown-timeout", async () => {
+  const server = await start({ shutdownTimeout: 300 });
+  const raw = await RawSocket.connect(server.addr.port);
+  try {
+    const report = await server.close();
+    assert.equal(report.cut, 1);
+    assert.equal(closeOf(await raw.read()).code, 1001);
+    assert.equal(await raw.read(), null);
+  } finally {
+    raw.close();
+  }
+});
+
 Deno.test("an open socket holds no request slot, and --timeout does not apply to it", async () => {
   await using server = await start({ workerConcurrency: 1, timeout: 200 });
   const client = await Client.open(wsUrl(server, "/echo"));
@@ -403,6 +416,18 @@ Deno.test("a worker that does not take its messages stops the main thread readin
   } finally {
     raw.close();
   }
+});
+
+Deno.test("bufferedAmount counts the bytes sent that the main thread has not written, and returns to 0", async () => {
+  await using server = await start();
+  const client = await Client.open(wsUrl(server, "/buffered"));
+  client.socket.send("fill");
+  assert.equal((await client.next() as ArrayBuffer).byteLength, 8 << 20);
+  // Right after the send, nothing of it was written: the whole frame, head included.
+  assert.equal(await client.next(), String((8 << 20) + 10));
+  // Everything was written (and credited) before the client could ask.
+  assert.equal(await client.echo("now?"), "0");
+  await client.close();
 });
 
 Deno.test("an app that sends faster than its client reads is held, then closed with 1008 past 16 MiB", async () => {
