@@ -121,9 +121,12 @@ export class BrigadeWebSocket extends EventTarget {
   #state = 0;
   #binaryType: BinaryType = "arraybuffer";
   #handlers = new Map<string, Handler>();
-  /** Frames waiting for credit, in order; the first may be partly sent. */
-  #queue: Uint8Array<ArrayBuffer>[] = [];
+  /** Frames waiting for credit, in order (a Blob until it is read); the first may be partly sent. */
+  #queue: (Uint8Array<ArrayBuffer> | Blob)[] = [];
+  /** Bytes in `#queue` (a Blob's size until it is read). */
   #queued = 0;
+  /** The Blob at the head of the queue being read. */
+  #reading: Blob | undefined;
   /** Bytes sent to the main thread and not yet written to the client. */
   #unwritten = 0;
   #credit: number;
@@ -184,8 +187,8 @@ export class BrigadeWebSocket extends EventTarget {
     this.#setHandler("close", handler);
   }
 
-  /** Sends a text or binary message. */
-  send(data: string | ArrayBufferLike | ArrayBufferView): void {
+  /** Sends a text or binary message; a Blob is read first, and what is sent after it waits. */
+  send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void {
     if (this.#state === this.CONNECTING) {
       throw new DOMException(
         "Cannot send on a WebSocket before it opens, received readyState 0 (CONNECTING)",
@@ -193,26 +196,27 @@ export class BrigadeWebSocket extends EventTarget {
       );
     }
     if (this.#state !== this.OPEN) return;
-    let frame: Uint8Array<ArrayBuffer>;
+    let frame: Uint8Array<ArrayBuffer> | Blob;
     if (typeof data === "string") frame = dataFrame(0x1, encoder.encode(data));
+    else if (data instanceof Blob) frame = data;
     else if (ArrayBuffer.isView(data)) {
       frame = dataFrame(0x2, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     } else if (data instanceof ArrayBuffer || data instanceof SharedArrayBuffer) {
       frame = dataFrame(0x2, new Uint8Array(data));
     } else {
       throw new TypeError(
-        `Cannot send on a WebSocket: data must be a string, an ArrayBuffer or a view, received ${typeof data}`,
+        `Cannot send on a WebSocket: data must be a string, an ArrayBuffer, a view or a Blob, received ${typeof data}`,
       );
     }
-    if (this.bufferedAmount + frame.length > this.#maxBuffered) {
+    if (this.bufferedAmount + sizeOf(frame) > this.#maxBuffered) {
       // The client takes less than the app sends: give up on it.
       this.#queue = this.#queue.slice(0, this.#partlySent() ? 1 : 0);
-      this.#queued = this.#queue[0]?.length ?? 0;
+      this.#queued = this.#queue.length > 0 ? sizeOf(this.#queue[0]) : 0;
       this.#close(1008, "The client does not keep up");
       return;
     }
     this.#queue.push(frame);
-    this.#queued += frame.length;
+    this.#queued += sizeOf(frame);
     this.#flush();
   }
 
@@ -299,7 +303,23 @@ export class BrigadeWebSocket extends EventTarget {
   }
 
   #partlySent(): boolean {
-    return this.#queue.length > 0 && this.#queue[0].byteOffset > 0;
+    const first = this.#queue[0];
+    return first instanceof Uint8Array && first.byteOffset > 0;
+  }
+
+  /** Reads the Blob at the head of the queue into its frame, then goes on sending. */
+  #read(blob: Blob): void {
+    if (this.#reading === blob) return;
+    this.#reading = blob;
+    blob.arrayBuffer().then((buffer) => {
+      this.#reading = undefined;
+      // Closed, or dropped meanwhile: nothing to send.
+      if (this.#queue[0] !== blob) return;
+      const frame = dataFrame(0x2, new Uint8Array(buffer));
+      this.#queue[0] = frame;
+      this.#queued += frame.length - blob.size;
+      this.#flush();
+    }, () => this.#close(1011, "A Blob could not be read"));
   }
 
   /** Sends what the credit allows, in order, then the close if one waits. */
@@ -307,6 +327,10 @@ export class BrigadeWebSocket extends EventTarget {
     if (this.#state === this.CONNECTING || this.#state === this.CLOSED) return;
     while (this.#queue.length > 0 && this.#credit > 0) {
       const frame = this.#queue[0];
+      if (frame instanceof Blob) {
+        this.#read(frame);
+        break;
+      }
       let bytes = frame;
       if (frame.length > this.#credit) {
         bytes = frame.slice(0, this.#credit);
@@ -358,6 +382,10 @@ export class BrigadeWebSocket extends EventTarget {
     this.dispatchEvent(new CloseEvent("close", { code, reason, wasClean: clean }));
     this.#ended.resolve();
   }
+}
+
+function sizeOf(frame: Uint8Array | Blob): number {
+  return frame instanceof Blob ? frame.size : frame.length;
 }
 
 /** The bytes as an `ArrayBuffer` of their own: the main thread moves each message's own buffer. */

@@ -57,6 +57,17 @@ Deno.test("Deno.upgradeWebSocket in a handler module echoes text and binary to D
   assert.deepEqual([closed.code, closed.wasClean], [1000, true]);
 });
 
+Deno.test("binaryType blob gives the app Blobs, and a Blob it sends goes out before what it sends next", async () => {
+  await using server = await start();
+  const client = await Client.open(wsUrl(server, "/blob"));
+  const bytes = new Uint8Array([1, 2, 3, 250]);
+  assert.deepEqual(new Uint8Array(await client.echo(bytes) as ArrayBuffer), bytes);
+  assert.equal(await client.next(), "that was a Blob");
+  assert.equal(await client.echo("text"), "text");
+  assert.equal(await client.next(), "that was text");
+  await client.close();
+});
+
 Deno.test("upgradeWebSocket imported from worker.ts works as Deno.upgradeWebSocket does", async () => {
   await using server = await start();
   const client = await Client.open(wsUrl(server, "/imported"));
