@@ -19,7 +19,7 @@ const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const TRANSFER_MIN = 16 << 10;
 
 /** A handshake request's job, for `upgradeWebSocket` to take. */
-interface Handshake {
+export interface Handshake {
   context: JobContext<ResponsePart>;
   /** Bytes of frames the main thread takes before it credits them. */
   window: number;

@@ -48,9 +48,9 @@ export interface SocketWire {
 }
 
 /** Bytes of messages the worker may have untaken before reading pauses; frames it may send unwritten. */
-export const SOCKET_WINDOW = 64 << 10;
+const SOCKET_WINDOW = 64 << 10;
 /** How long the client has to answer our close frame before the connection is cut. */
-export const CLOSE_TIMEOUT_MS = 5000;
+const CLOSE_TIMEOUT_MS = 5000;
 
 const enum Op {
   Continuation = 0x0,
