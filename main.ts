@@ -215,6 +215,18 @@ export interface ServeOptions {
    * @default {10000}
    */
   shutdownTimeout?: number;
+  /**
+   * Largest WebSocket message in bytes, all its fragments together; a larger
+   * one closes the socket with 1009.
+   * @default {1048576}
+   */
+  wsMaxMessage?: number;
+  /**
+   * Milliseconds a WebSocket client may stay silent before it is pinged; silent
+   * as long again, it is cut. 0 sends no pings.
+   * @default {30000}
+   */
+  wsPingInterval?: number;
 }
 
 /** {@linkcode WorkerPoolStats} plus the server's connections and requests. */
@@ -223,6 +235,8 @@ export interface ServerStats extends WorkerPoolStats {
   requests: number;
   /** Open client connections. */
   connections: number;
+  /** Open WebSockets (connections upgraded by a handler). */
+  websockets: number;
   /** Responses written since the start, by status class ("2xx", "5xx", …). */
   responses: Record<string, number>;
   /** Server processes these figures add up (1 unless supervised with `--processes`). */
@@ -256,12 +270,19 @@ const DEFAULTS = {
   idleTimeout: numericDefault("idle-timeout"),
   writeTimeout: numericDefault("write-timeout"),
   shutdownTimeout: numericDefault("shutdown-timeout"),
+  wsMaxMessage: numericDefault("ws-max-message"),
+  wsPingInterval: numericDefault("ws-ping-interval"),
 };
 
 /** Responses one connection may owe before it stops reading. */
 const MAX_PIPELINE = 16;
 /** Response bytes one connection may hold unwritten before it stops reading. */
 const MAX_OUTPUT = 256 << 10;
+/**
+ * Bytes a WebSocket's app may have sent and the client not yet taken
+ * (`bufferedAmount`); a send past it closes the socket with 1008.
+ */
+const WS_MAX_BUFFERED = 16 << 20;
 /**
  * Signals this close to the first one are copies of the same stop request:
  * Ctrl-C reaches every process of the terminal's foreground group, and
@@ -282,7 +303,7 @@ export class Server {
   #bind: (() => Deno.TcpListener) | undefined;
   #stopped = false;
   #pool: HttpPool;
-  #counters: ExchangeCounters = { requests: 0 };
+  #counters: ExchangeCounters = { requests: 0, websockets: 0 };
   #connections = new Set<Connection>();
   #options: ConnectionOptions;
   #maxConnections: number;
@@ -321,6 +342,7 @@ export class Server {
       // A relative path means the caller's working directory, as on the command line.
       handler: o.handler === undefined ? undefined : handlerUrl(o.handler),
       window: RESPONSE_WINDOW,
+      wsMaxBuffered: WS_MAX_BUFFERED,
       listen: { hostname: listener.addr.hostname, port: listener.addr.port },
     };
     const logger = this.#logger;
@@ -373,6 +395,8 @@ export class Server {
       bodyTimeout: o.bodyTimeout,
       idleTimeout: o.idleTimeout,
       writeTimeout: o.writeTimeout,
+      wsMaxMessage: o.wsMaxMessage,
+      wsPingInterval: o.wsPingInterval,
       maxPipeline: MAX_PIPELINE,
       maxOutput: MAX_OUTPUT,
       clock: this.#clock,
@@ -386,6 +410,7 @@ export class Server {
             responses: whole.responses,
             inFlight: whole.requests,
             connections: whole.connections,
+            websockets: whole.websockets,
           });
         }
         : undefined,
@@ -439,6 +464,7 @@ export class Server {
       ...this.#pool.stats(),
       requests: this.#counters.requests,
       connections: this.#connections.size,
+      websockets: this.#counters.websockets,
       responses: { ...this.#responses },
       processes: 1,
     };
@@ -772,6 +798,8 @@ export function parseFlags(args: string[]): CommandLine | "help" {
     idleTimeout: int("idle-timeout", text("idle-timeout"), 1),
     headTimeout: int("head-timeout", text("head-timeout"), 1),
     shutdownTimeout: int("shutdown-timeout", text("shutdown-timeout"), 0),
+    wsMaxMessage: int("ws-max-message", text("ws-max-message"), 1),
+    wsPingInterval: int("ws-ping-interval", text("ws-ping-interval"), 0),
     cacheControl: headerValue("cache-control", text("cache-control")),
     cors: values.cors === true ? true : undefined,
     spa: values.spa === true ? true : undefined,

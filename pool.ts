@@ -189,8 +189,13 @@ export interface WorkerPoolStats {
   busy: number;
   /** Workers in a declared block (see {@linkcode blockThread}). */
   blocked: number;
-  /** Jobs started on workers and not finished. */
+  /** Jobs started on workers and not finished (detached ones not counted). */
   running: number;
+  /**
+   * Detached jobs: long-lived streams (a server's WebSockets) that hold no
+   * concurrency slot. See {@linkcode JobContext.detach}.
+   */
+  streams: number;
   /** Jobs waiting for a worker. */
   queued: number;
   /** Jobs a worker finished. */
@@ -266,6 +271,8 @@ interface Task {
   deferred: PromiseWithResolvers<unknown> | undefined;
   ok: boolean;
   value: unknown;
+  /** A long-lived stream now: no slot, no deadline, no run-time sample. */
+  detached: boolean;
   error: unknown;
   /** Its callbacks have run (or would have): a `result` asked for now is settled at once. */
   notified: boolean;
@@ -289,7 +296,10 @@ interface Slot {
   ready: boolean;
   /** One of the workers the pool started with (not a replacement). */
   firstStart: boolean;
+  /** Jobs that hold one of its `concurrency` slots. */
   tasks: Map<number, Task>;
+  /** Detached jobs: long-lived streams that hold no slot. */
+  streams: Map<number, Task>;
   exclusive: boolean;
   /** Number of the last envelope that carried a run frame. */
   runEnvelope: number;
@@ -559,6 +569,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       deferred: undefined,
       ok: false,
       value: undefined,
+      detached: false,
       error: undefined,
       notified: false,
       onMessage: options.onMessage as ((message: never) => void) | undefined,
@@ -610,7 +621,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     let blocked = 0;
     let running = 0;
     let unresponsive = 0;
+    let streams = 0;
     for (const slot of this.#slots) {
+      streams += slot.streams.size;
       if (slot.tasks.size > 0) busy++;
       if (slot.blockedUntil > now) blocked++;
       if (slot.pingAt !== 0 && now - Math.max(slot.pingAt, slot.blockedUntil) > 1000) {
@@ -624,6 +637,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       busy,
       blocked,
       running,
+      streams,
       queued: this.#queue.length,
       completed: this.#completed,
       failed: this.#failed,
@@ -738,12 +752,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       cut++;
     }
     for (const slot of this.#slots) {
-      for (const task of slot.tasks.values()) {
+      for (const task of takeAll(slot)) {
         if (!task.settled) cut++;
         this.#settle(task, error, false);
       }
-      // Nothing waits for these any more: the workers go now.
-      slot.tasks.clear();
     }
     this.#maybeShutDown();
     return cut;
@@ -786,6 +798,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       channel: undefined as unknown as Channel<ToWorker, FromWorker>,
       ready: false,
       tasks: new Map(),
+      streams: new Map(),
       exclusive: false,
       runEnvelope: 0,
       seen: 0,
@@ -928,8 +941,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
         this.#onCrash(slot, new Error(frame.reason));
         return;
       }
-      const task = slot.tasks.get(frame.job);
+      const task = slot.tasks.get(frame.job) ?? slot.streams.get(frame.job);
       if (task === undefined) continue;
+      if (frame.type === "detach") {
+        this.#detach(slot, task);
+        continue;
+      }
       if (task.settled) {
         // Cancelled, or past its deadline: only its end matters now.
         if (frame.type === "done" || frame.type === "error") this.#release(slot, task);
@@ -960,10 +977,22 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   /** Takes `task` off its worker; the worker may then become idle. */
   #release(slot: Slot, task: Task): void {
-    slot.tasks.delete(task.id);
     task.slot = undefined;
+    if (!slot.tasks.delete(task.id)) {
+      slot.streams.delete(task.id);
+      return;
+    }
     if (task.exclusive) slot.exclusive = false;
     if (slot.tasks.size === 0 && this.#slots.includes(slot)) this.#idle.push(slot);
+  }
+
+  /** `task` goes on as a long-lived stream: its slot is free, and the worker may become idle. */
+  #detach(slot: Slot, task: Task): void {
+    if (!slot.tasks.delete(task.id)) return;
+    task.detached = true;
+    slot.streams.set(task.id, task);
+    if (task.exclusive) slot.exclusive = false;
+    if (slot.tasks.size === 0) this.#idle.push(slot);
   }
 
   /** Resolves or rejects `task` once, and records its timings. */
@@ -972,7 +1001,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     task.settled = true;
     task.held = [];
     if (task.onAbort) task.signal!.removeEventListener("abort", task.onAbort);
-    if (task.startedAt !== 0) {
+    // A stream's life says nothing about how long jobs take.
+    if (task.startedAt !== 0 && !task.detached) {
       const now = performance.now();
       const wait = task.startedAt - task.queuedAt;
       const run = now - task.startedAt;
@@ -1029,8 +1059,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   #onCrash(slot: Slot, cause: unknown): void {
     if (!this.#slots.includes(slot)) return;
-    const tasks = [...slot.tasks.values()];
-    slot.tasks.clear();
+    const tasks = takeAll(slot);
     if (!slot.ready && slot.firstStart && this.#startError === undefined) {
       // The first start failed: whoever waits in ready() hears it now.
       this.#startError = new WorkerPoolError(
@@ -1138,8 +1167,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   }
 
   #onStuck(slot: Slot): void {
-    const tasks = [...slot.tasks.values()];
-    slot.tasks.clear();
+    const tasks = takeAll(slot);
     this.#failAll(tasks, "worker-exited", `worker ${slot.id} stopped responding`);
     this.#abandoned++;
     this.#replace(slot, "stopped responding");
@@ -1207,8 +1235,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     if (reported === undefined) this.#logger.info(this.#broken.message);
     for (const task of this.#queue.drain()) this.#settle(task, this.#broken, false);
     for (const slot of this.#slots) {
-      for (const task of slot.tasks.values()) this.#settle(task, this.#broken, false);
-      slot.tasks.clear();
+      for (const task of takeAll(slot)) this.#settle(task, this.#broken, false);
       slot.worker.terminate();
       slot.channel.close();
     }
@@ -1219,7 +1246,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   #maybeShutDown(): void {
     if (!this.#resolveClosed) return;
-    if (this.#queue.length > 0 || this.#slots.some((slot) => slot.tasks.size > 0)) return;
+    if (
+      this.#queue.length > 0 ||
+      this.#slots.some((slot) => slot.tasks.size > 0 || slot.streams.size > 0)
+    ) return;
     const resolve = this.#resolveClosed;
     this.#resolveClosed = undefined;
     this.#stopSweeper();
@@ -1235,6 +1265,14 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     this.#idle.drain();
     resolve();
   }
+}
+
+/** Empties `slot` of its jobs, streams included, and returns them. */
+function takeAll(slot: Slot): Task[] {
+  const tasks = [...slot.tasks.values(), ...slot.streams.values()];
+  slot.tasks.clear();
+  slot.streams.clear();
+  return tasks;
 }
 
 function checkLimit(name: string, value: number | undefined, allowZero: boolean): number {

@@ -13,8 +13,49 @@ import { type App, type Sent, serveRequest } from "./_app/respond.ts";
 import { createStaticApp } from "./_app/static.ts";
 import { blockThread, handleJobs } from "./_worker/jobs.ts";
 import type { RequestStart, ResponseEnd, ResponsePart, WorkerConfig } from "./_shared/protocol.ts";
+import { upgradeWebSocket as upgrade } from "./_app/websocket.ts";
 
 export type { Handler } from "./_app/respond.ts";
+
+/**
+ * Upgrades a WebSocket handshake to a socket, inside a handler module that
+ * brigade serves; the same function as `Deno.upgradeWebSocket` there (brigade
+ * installs it in every worker), for code that prefers an import. Return
+ * `response` from the handler and use `socket` as a standard `WebSocket`.
+ * The socket lives on its worker until it closes, holding none of the
+ * worker's request slots.
+ *
+ * @param request The handler's request, a WebSocket handshake.
+ * @param options `protocol`: a subprotocol the client offered, to agree to.
+ * @returns `{ socket, response }`.
+ * @throws {TypeError} If `request` is not a WebSocket handshake, or was upgraded already.
+ *
+ * @example An echo socket, served by brigade and called by Deno's client
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serve } from "./main.ts";
+ *
+ * // tests/fixtures/websocket_handler.ts: `const { socket, response } =
+ * // Deno.upgradeWebSocket(request); socket.onmessage = (e) => socket.send(e.data);`
+ * const handler = new URL("./tests/fixtures/websocket_handler.ts", import.meta.url);
+ * await using server = await serve({ port: 0, workers: 1, handler, logLevel: "error" });
+ * const socket = new WebSocket(new URL("/echo", server.url.replace("http", "ws")));
+ * const echoed = new Promise((resolve) => socket.onmessage = (event) => resolve(event.data));
+ * socket.onopen = () => socket.send("hello");
+ * assert.equal(await echoed, "hello");
+ * const closed = new Promise((resolve) => socket.onclose = resolve);
+ * socket.close();
+ * await closed;
+ * ```
+ */
+export const upgradeWebSocket: typeof Deno.upgradeWebSocket = upgrade;
+
+// A module written for `deno serve` calls Deno.upgradeWebSocket: here, brigade's.
+Object.defineProperty(Deno, "upgradeWebSocket", {
+  value: upgrade,
+  configurable: true,
+  writable: true,
+});
 
 /**
  * Loads the app a worker serves. A handler module follows the `deno serve`
@@ -82,7 +123,7 @@ handleJobs<RequestStart, ResponseEnd, ResponsePart, WorkerConfig>(async (config,
     };
     try {
       // A cached static response is answered at once; a handler's, when its promise settles.
-      const sent = serveRequest(app, start, context, config.window);
+      const sent = serveRequest(app, start, context, config);
       return sent instanceof Promise ? sent.then(ended, failed) : ended(sent);
     } catch (error) {
       return failed(error);

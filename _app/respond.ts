@@ -13,7 +13,14 @@ import {
   isomorphicEncode,
   responseHead,
 } from "../_shared/http.ts";
-import type { FileSlice, RequestPart, RequestStart, ResponsePart } from "../_shared/protocol.ts";
+import type {
+  FileSlice,
+  RequestPart,
+  RequestStart,
+  ResponsePart,
+  WorkerConfig,
+} from "../_shared/protocol.ts";
+import { allowUpgrade, socketOf } from "./websocket.ts";
 
 /** What one response took: its body bytes, and its last part when that travels with the end. */
 export interface Sent {
@@ -21,6 +28,9 @@ export interface Sent {
   last?: ResponsePart;
 }
 import type { CachedResponse, StaticApp } from "./static.ts";
+
+/** What a worker's responses are bounded by. */
+export type Limits = Pick<WorkerConfig, "window" | "wsMaxBuffered">;
 
 /** A request handler, as `Deno.serve` and `deno serve` modules take. */
 export type Handler = (
@@ -72,8 +82,9 @@ export function serveRequest(
   app: App,
   start: RequestStart,
   context: JobContext<ResponsePart>,
-  window: number,
+  limits: Limits,
 ): Sent | Promise<Sent> {
+  const window = limits.window;
   // After "http://" or "https://" and the host.
   const path = start.url.slice(start.url.indexOf("/", start.url.indexOf("://") + 3));
   const cached = app.static?.fast(
@@ -83,7 +94,7 @@ export function serveRequest(
     fieldList(start.fields, "accept-encoding"),
   );
   if (cached) return wireAnswer(cached, start, window) ?? sender().cached(cached);
-  return respond(app, start, context, sender());
+  return respond(app, start, context, sender(), limits);
 
   function sender(): ResponseSender {
     return new ResponseSender(context, start, window);
@@ -95,6 +106,7 @@ async function respond(
   start: RequestStart,
   context: JobContext<ResponsePart>,
   out: ResponseSender,
+  limits: Limits,
 ): Promise<Sent> {
   let completed: PromiseWithResolvers<void> | undefined;
   let finished = false;
@@ -109,11 +121,21 @@ async function respond(
     },
   };
   try {
-    const response = await app.fetch(toRequest(start, context), info);
+    const request = toRequest(start, context);
+    if (start.websocket) {
+      allowUpgrade(request, { context, window: limits.window, maxBuffered: limits.wsMaxBuffered });
+    }
+    const response = await app.fetch(request, info);
     if (!(response instanceof Response)) {
       throw new TypeError(
         `Cannot send response: handler must return a Response, received ${typeof response}`,
       );
+    }
+    const socket = socketOf(response);
+    if (socket !== undefined) {
+      // The job goes on as the socket's stream, until it closes.
+      await socket.accept(serializeFields(response.headers));
+      return { bodyBytes: 0 };
     }
     return await out.response(response, app.static?.fileOf(response));
   } finally {

@@ -11,6 +11,10 @@
  * bounded in bytes: the read buffer holds at most one head plus one read; a
  * request body waits for its worker's credit; and at most `maxPipeline`
  * finished responses, or `maxOutput` bytes, wait to be written.
+ *
+ * A `101` to a WebSocket handshake turns the connection into that socket
+ * (`_server/websocket.ts`) once it is written: from then on its bytes are
+ * WebSocket frames, and nothing is framed as HTTP again.
  */
 
 import type { Dashboard } from "./dashboard.ts";
@@ -26,9 +30,11 @@ import {
 import { encoder, plainResponse, textResponse } from "../_shared/http.ts";
 import type { RequestStart } from "../_shared/protocol.ts";
 import { Queue } from "../_pool/queue.ts";
+import { concat, totalOf } from "./bytes.ts";
+import { type SocketWire, type WebSocketOptions, WebSocketSession } from "./websocket.ts";
 
 /** Limits and timeouts for every connection. */
-export interface ConnectionOptions extends FramingLimits {
+export interface ConnectionOptions extends FramingLimits, WebSocketOptions {
   /** Requests served on one connection before it closes. */
   maxRequests: number;
   /** Milliseconds for a whole request head to arrive, from its first byte. */
@@ -43,8 +49,6 @@ export interface ConnectionOptions extends FramingLimits {
   maxPipeline: number;
   /** Response bytes a connection may hold unwritten before it stops reading. */
   maxOutput: number;
-  /** A clock in milliseconds that the server advances a few times a second. */
-  clock: { now: number };
   /** Whether the server is about to drain: `GET /_brigade/health` then answers 503. */
   draining: () => boolean;
   /** Answers `GET /_brigade/stats` on the main thread, if set. */
@@ -117,6 +121,8 @@ export class Connection {
   #readPending = false;
   #maxBuffer: number;
   #resumeReading: (() => void) | undefined;
+  /** Once a 101 is written: the connection's WebSocket, which reads and writes from then on. */
+  #websocket: WebSocketSession | undefined;
 
   #phase = Phase.Idle;
   #idleSince = 0;
@@ -152,14 +158,15 @@ export class Connection {
     void this.#readLoop();
   }
 
-  /** Whether responses are still owed to the client. */
+  /** Whether responses are still owed to the client, or it is an open WebSocket. */
   get busy(): boolean {
-    return this.#queue.length > 0;
+    return this.#queue.length > 0 || this.#websocket !== undefined;
   }
 
   /** Enforces this connection's deadlines; called a few times a second. */
   sweep(now: number): void {
     if (this.#closed) return;
+    this.#websocket?.sweep(now);
     if (now > this.#writeDeadline) {
       // The client stopped reading its responses: drop it.
       this.close();
@@ -175,6 +182,10 @@ export class Connection {
 
   /** Stops taking requests; closes now if idle, else once owed responses are written. */
   drain(): void {
+    if (this.#websocket !== undefined) {
+      this.#websocket.shutdown();
+      return;
+    }
     if (this.#receiving !== undefined) {
       // A body is arriving: take the rest of it, then stop.
       this.#lastRequest = true;
@@ -192,6 +203,7 @@ export class Connection {
     this.#readDeadline = this.#writeDeadline = Infinity;
     for (const exchange of this.#queue.drain()) exchange.cancel();
     this.#receiving?.cancel();
+    this.#websocket?.lost();
     try {
       this.#conn.close();
     } catch {
@@ -225,7 +237,7 @@ export class Connection {
 
   /** Whether to read more bytes from the socket: room to hold them, and no body waiting for credit. */
   #mayRead(): boolean {
-    if (this.#receiving?.bodyBlocked) return false;
+    if (this.#receiving?.bodyBlocked || this.#websocket?.mayRead === false) return false;
     return this.#end - this.#start < this.#maxBuffer;
   }
 
@@ -238,7 +250,8 @@ export class Connection {
     let output = 0;
     for (let i = 0; i < this.#queue.length; i++) {
       const exchange = this.#queue.at(i)!;
-      if (!exchange.finished) return false;
+      // After a 101, the bytes that follow are WebSocket frames.
+      if (!exchange.finished || exchange.upgraded) return false;
       output += exchange.buffered;
     }
     return output <= this.#options.maxOutput;
@@ -322,6 +335,11 @@ export class Connection {
   }
 
   #frameOnce(): void {
+    if (this.#websocket !== undefined) {
+      this.#start += this.#websocket.receive(this.#buf, this.#start, this.#end);
+      if (this.#start === this.#end && !this.#readPending) this.#start = this.#end = 0;
+      return;
+    }
     const framer = this.#framer;
     const options = this.#options;
     while (!this.#closed && this.#reading) {
@@ -356,7 +374,7 @@ export class Connection {
           this.#readDeadline = Infinity;
           break;
         case "error":
-          this.#refuse(event.status, event.message);
+          this.#refuse(event.status, event.message, event.headers);
           return;
       }
     }
@@ -385,7 +403,9 @@ export class Connection {
   #onHead(head: RequestHead): void {
     const options = this.#options;
     const close = !head.keepAlive || ++this.#requests >= options.maxRequests;
-    if (close) this.#lastRequest = true;
+    // A handshake's answer decides: a 101 needs the connection read on, and
+    // any other answer says connection: close itself.
+    if (close && !head.websocket) this.#lastRequest = true;
     const exchange = new Exchange(this.#events);
     let remoteHost = this.#remote;
     let remotePort = this.#remotePort;
@@ -438,6 +458,7 @@ export class Connection {
       close,
       remoteHost,
       remotePort,
+      websocket: head.websocket,
     };
     // With the dashboard on, a running request is shown as its method and path (no query).
     const label = options.dashboard ? `${head.method} ${head.path.split("?", 1)[0]}` : undefined;
@@ -547,7 +568,7 @@ export class Connection {
   }
 
   /** Answers a request the framer refused, and closes after it. */
-  #refuse(status: number, message: string): void {
+  #refuse(status: number, message: string, headers?: string[]): void {
     this.#stopReading();
     const receiving = this.#receiving;
     this.#receiving = undefined;
@@ -567,7 +588,7 @@ export class Connection {
         loggedRequestLine(this.#buf, this.#start, this.#end);
     }
     this.#queue.push(exchange);
-    exchange.answer(plainResponse(status, message, { close: true }), status, true);
+    exchange.answer(plainResponse(status, message, { close: true, headers }), status, true);
     receiving?.cancel();
   }
 
@@ -643,6 +664,11 @@ export class Connection {
         for (let i = 0; i < done; i++) {
           const exchange = this.#queue.shift()!;
           this.#options.onResponse?.(exchange, exchange.remote || this.#remote);
+          if (exchange.upgraded) {
+            // Its 101 is written, and nothing was framed behind it.
+            this.#upgrade(exchange);
+            return;
+          }
           if (exchange.close || exchange.broken) {
             this.close();
             return;
@@ -662,6 +688,31 @@ export class Connection {
       }
       if (this.#start === this.#end && this.#receiving === undefined) this.#setIdle();
     }
+    this.#wake();
+  }
+
+  /** Turns the connection into the WebSocket of `exchange`, whose 101 is written. */
+  #upgrade(exchange: Exchange): void {
+    this.#phase = Phase.Waiting;
+    this.#readDeadline = Infinity;
+    const wire: SocketWire = {
+      write: (parts) => this.#writeParts(parts),
+      wake: () => this.#wake(),
+      close: () => this.close(),
+      closeWrite: () => {
+        try {
+          this.#conn.closeWrite();
+        } catch {
+          // The client is gone already; its read will say so.
+        }
+      },
+    };
+    const session = new WebSocketSession(exchange.job!, wire, this.#options, this.#counters);
+    this.#websocket = session;
+    exchange.upgrade(session.events);
+    // Upgraded while the server drains: it goes away at once.
+    if (!this.#reading) session.shutdown();
+    // Frames the client sent right behind its handshake.
     this.#wake();
   }
 
@@ -713,23 +764,4 @@ export class Connection {
       left -= n;
     }
   }
-}
-
-function totalOf(parts: Uint8Array[]): number {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  return total;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

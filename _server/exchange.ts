@@ -25,6 +25,18 @@ export const RESPONSE_WINDOW = 64 << 10;
 export interface ExchangeCounters {
   /** Requests given to the pool and not yet answered. */
   requests: number;
+  /** Open WebSockets. */
+  websockets: number;
+}
+
+/** Where an upgraded exchange's job reports once it is a WebSocket's stream. */
+export interface StreamEvents {
+  /** Frames to write, or the app's close. */
+  onPart(part: ResponsePart): void;
+  /** The worker took message bytes. */
+  onCredit(bytes: number): void;
+  /** The job ended; `failed` when its worker died or it was cut. */
+  onEnd(failed: boolean): void;
 }
 
 /** What an exchange tells its connection. */
@@ -58,6 +70,11 @@ export class Exchange {
   close = false;
   /** The response started and cannot be completed: the connection must be cut. */
   broken = false;
+  /**
+   * The response is a `101`: once it is written, the connection is the
+   * job's WebSocket (see {@linkcode Exchange.upgrade}).
+   */
+  upgraded = false;
   status = 0;
   bodyBytes = 0;
   workerId = -1;
@@ -89,6 +106,10 @@ export class Exchange {
   #replayed = false;
   #cancelled = false;
   #label: string | undefined;
+  /** Where an upgraded job's events go; what comes before it is kept in `#early`. */
+  #stream: StreamEvents | undefined;
+  #early: ResponsePart[] = [];
+  #endedEarly: boolean | undefined;
 
   /** @param events Where to say that bytes are ready or credit arrived. */
   constructor(events: ExchangeEvents) {
@@ -230,6 +251,23 @@ export class Exchange {
   }
 
   /**
+   * Hands the job of an upgraded exchange, whose `101` is written, to its
+   * WebSocket: the job's frames, credit and end go to `stream` from now on,
+   * those that came meanwhile first.
+   */
+  upgrade(stream: StreamEvents): void {
+    this.#stream = stream;
+    for (const part of this.#early) stream.onPart(part);
+    this.#early = [];
+    if (this.#endedEarly !== undefined) stream.onEnd(this.#endedEarly);
+  }
+
+  /** The request's job; for an upgraded exchange, its WebSocket's stream. */
+  get job(): Job<ResponseEnd> | undefined {
+    return this.#job;
+  }
+
+  /**
    * Stops the request's work and drops whatever of its response is not yet
    * written: the client is gone, or its request turned out malformed. Safe to
    * call twice.
@@ -240,6 +278,9 @@ export class Exchange {
     if (this.#job !== undefined && !this.finished) {
       this.#counters!.requests--;
       this.#job.cancel(new DOMException("The client closed the connection", "AbortError"));
+    } else if (this.upgraded && this.#stream === undefined) {
+      // A WebSocket whose 101 was never written: its socket closes on the worker.
+      this.#job!.cancel(new DOMException("The client closed the connection", "AbortError"));
     }
     this.chunks = [];
     this.buffered = 0;
@@ -272,6 +313,10 @@ export class Exchange {
       label: this.#label,
       onMessage: (part) => this.#onPart(part),
       onCredit: (bytes) => {
+        if (this.upgraded) {
+          this.#stream?.onCredit(bytes);
+          return;
+        }
         this.#inFlight -= bytes;
         this.#events.onCredit(this);
       },
@@ -286,13 +331,25 @@ export class Exchange {
   }
 
   #onPart(part: ResponsePart, notify = true): void {
-    if (this.finished) return;
+    if (this.upgraded) {
+      if (this.#stream) this.#stream.onPart(part);
+      else this.#early.push(part);
+      return;
+    }
+    if (this.finished || part.type === "close") return;
     if (part.type === "head") {
       this.#headSeen = true;
       this.interim = undefined;
       this.status = part.status;
       this.close = part.close;
       this.file = part.file;
+      if (part.upgrade) {
+        // The HTTP exchange is over; the job goes on as the WebSocket's stream.
+        this.upgraded = true;
+        this.finished = true;
+        this.workerId = part.workerId ?? -1;
+        this.#counters!.requests--;
+      }
     }
     this.chunks.push(part.bytes);
     this.buffered += part.bytes.length;
@@ -300,7 +357,17 @@ export class Exchange {
     if (notify) this.#events.onReady(this);
   }
 
+  /** An upgraded job ended: its worker closed the socket, or died. */
+  #streamEnded(failed: boolean): void {
+    if (this.#stream) this.#stream.onEnd(failed);
+    else this.#endedEarly = failed;
+  }
+
   #done(end: ResponseEnd): void {
+    if (this.upgraded) {
+      this.#streamEnded(false);
+      return;
+    }
     if (this.finished) return;
     if (end.last) this.#onPart(end.last, false);
     this.#counters!.requests--;
@@ -318,6 +385,10 @@ export class Exchange {
    * on a worker, so that only the culprit fails.
    */
   #failed(job: Job<ResponseEnd>, error: unknown): void {
+    if (this.upgraded) {
+      this.#streamEnded(true);
+      return;
+    }
     if (this.finished || job !== this.#job) return;
     if (this.#headSeen) {
       this.#counters!.requests--;

@@ -96,6 +96,18 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "time for a request head to arrive",
   },
   {
+    name: "ws-max-message",
+    value: "<bytes>",
+    default: "1048576",
+    help: "largest WebSocket message, all fragments together",
+  },
+  {
+    name: "ws-ping-interval",
+    value: "<ms>",
+    default: "30000",
+    help: "WebSocket silence before a ping; as long again closes it (0: off)",
+  },
+  {
     name: "shutdown-timeout",
     value: "<ms>",
     default: "10000",

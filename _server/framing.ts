@@ -44,6 +44,8 @@ export interface RequestHead {
   expectContinue: boolean;
   /** The request line as received, for the log. */
   requestLine: string;
+  /** A valid WebSocket opening handshake (RFC 6455 §4.2.1). */
+  websocket: boolean;
 }
 
 /** What {@linkcode Framer.next} found. */
@@ -52,8 +54,8 @@ export type FrameEvent =
   /** Body bytes: a view into the caller's buffer, valid until it is reused. */
   | { type: "body"; bytes: Uint8Array }
   | { type: "end" }
-  /** A request to refuse, then close the connection. */
-  | { type: "error"; status: number; message: string };
+  /** A request to refuse, then close the connection; `headers` go with the answer. */
+  | { type: "error"; status: number; message: string; headers?: string[] };
 
 const CR = 13;
 const LF = 10;
@@ -88,6 +90,8 @@ for (let i = 0; i < 16; i++) {
   HEX["0123456789abcdef".charCodeAt(i)] = i;
   HEX["0123456789ABCDEF".charCodeAt(i)] = i;
 }
+/** A `Sec-WebSocket-Key`: 16 bytes in base64, 24 characters ending in `==`. */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 /** Methods the Fetch standard upper-cases in `new Request()`. */
 const FETCH_NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);
 
@@ -272,6 +276,10 @@ export class Framer {
     let sawTransferEncoding = false;
     let connection = "";
     let expectContinue = false;
+    let upgrade = "";
+    let websocketKeys = 0;
+    let websocketKey = "";
+    let websocketVersion = "";
     let pos = lineEnd + 2;
     while (pos < end) {
       let eol = pos;
@@ -316,6 +324,17 @@ export class Framer {
           break;
         case "expect":
           if (value.toLowerCase() === "100-continue") expectContinue = true;
+          break;
+        case "upgrade":
+          upgrade += "," + value.toLowerCase();
+          break;
+        case "sec-websocket-key":
+          websocketKeys++;
+          websocketKey = value;
+          break;
+        case "sec-websocket-version":
+          // Listed twice, it is no longer exactly "13".
+          websocketVersion += websocketVersion === "" ? value : `,${value}`;
           break;
       }
       pos = eol + 2;
@@ -367,6 +386,24 @@ export class Framer {
     const keepAlive = minor === 1
       ? !hasToken(connection, "close")
       : hasToken(connection, "keep-alive") && !hasToken(connection, "close");
+    const websocket = hasToken(upgrade, "websocket");
+    if (websocket) {
+      // RFC 6455 §4.2.1: a handshake the server cannot take gets 400.
+      if (method !== "GET" || minor !== 1 || hasBody) {
+        return this.#fail(400, "A WebSocket handshake must be an HTTP/1.1 GET without a body");
+      }
+      if (!hasToken(connection, "upgrade")) {
+        return this.#fail(400, "A WebSocket handshake must say Connection: upgrade");
+      }
+      if (websocketVersion !== "13") {
+        return this.#fail(400, "Only WebSocket version 13 is supported", [
+          "sec-websocket-version: 13",
+        ]);
+      }
+      if (websocketKeys !== 1 || !WEBSOCKET_KEY.test(websocketKey)) {
+        return this.#fail(400, "Sec-WebSocket-Key must be 16 bytes in base64");
+      }
+    }
     if (!hasBody) this.#reset();
     return {
       type: "head",
@@ -380,14 +417,15 @@ export class Framer {
         hasBody,
         expectContinue: expectContinue && hasBody && minor === 1,
         requestLine: str(start, lineEnd),
+        websocket,
       },
     };
   }
 
   /** A refusal after the framing was understood: the body is not read either. */
-  #fail(status: number, message: string): FrameEvent {
+  #fail(status: number, message: string, headers?: string[]): FrameEvent {
     this.#reset();
-    return refuse(status, message);
+    return { ...refuse(status, message), headers };
   }
 
   #requestLine(

@@ -15,6 +15,8 @@ export interface MetricsInput {
   /** Requests given to the pool and not yet answered. */
   inFlight: number;
   connections: number;
+  /** Open WebSockets. */
+  websockets: number;
 }
 
 /** Counts a response's status in `counts` by class. */
@@ -85,6 +87,9 @@ export function prometheusText(input: MetricsInput): string {
   ]);
   metric("brigade_connections", "gauge", "Open client connections.", [
     `brigade_connections ${input.connections}`,
+  ]);
+  metric("brigade_websockets", "gauge", "Open WebSockets.", [
+    `brigade_websockets ${input.websockets}`,
   ]);
   metric("brigade_workers", "gauge", "Workers in the pool, by state.", [
     `brigade_workers{state="idle"} ${input.pool.idle}`,

@@ -8,6 +8,7 @@
 /** Reason phrases for the statuses brigade sends. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   100: "Continue",
+  101: "Switching Protocols",
   200: "OK",
   201: "Created",
   204: "No Content",
@@ -105,6 +106,8 @@ export interface ResponseHead {
   close: boolean;
   /** The request's minor version: HTTP/1.0 keep-alive must be said out loud. */
   minor: number;
+  /** A `101` to this protocol (`websocket`): says `upgrade` and `connection: upgrade`. */
+  upgrade?: string;
 }
 
 /**
@@ -127,7 +130,8 @@ export function responseHead(head: ResponseHead): string {
   if (typeof framing === "number") text += `content-length: ${framing}\r\n`;
   else if (framing === "chunked") text += "transfer-encoding: chunked\r\n";
   text += dateHeaderLine();
-  if (head.close || framing === "close") text += "connection: close\r\n";
+  if (head.upgrade !== undefined) text += `upgrade: ${head.upgrade}\r\nconnection: upgrade\r\n`;
+  else if (head.close || framing === "close") text += "connection: close\r\n";
   else if (head.minor === 0) text += "connection: keep-alive\r\n";
   return text + "\r\n";
 }

@@ -16,6 +16,20 @@
  *    ◄──────────────────────────── done {job, data}
  * ```
  *
+ * A job may outlive its answer as a long-lived stream (a WebSocket): after
+ * its first message it says `detach`, and from then on it holds no
+ * concurrency slot and has no deadline; messages and credit go on flowing
+ * both ways until `done`:
+ *
+ * ```
+ *    ◄─── message {job, data}  (101 head) + detach {job}
+ *    message {job, data}  (a client's message, close) ─►
+ *    ◄───────────────────────── credit {job, bytes}  (message dispatched)
+ *    ◄────────────── message {job, data}  (frames to send, close)
+ *    credit {job, bytes}  (frames written) ──────────►
+ *    ◄──────────────────────────── done {job, data}  (socket closed)
+ * ```
+ *
  * Frames of one event-loop turn travel together in one {@linkcode Envelope},
  * so the message count per request stays low under load.
  *
@@ -68,6 +82,8 @@ export type FromWorker =
   | { type: "message"; job: number; data: unknown }
   /** The job consumed `bytes` of its input: flow-control credit. */
   | { type: "credit"; job: number; bytes: number }
+  /** The job runs on as a long-lived stream: it frees its concurrency slot and has no deadline. */
+  | { type: "detach"; job: number }
   /** The job finished with a result. */
   | { type: "done"; job: number; data: unknown }
   /** The job threw. */
@@ -102,6 +118,8 @@ export interface WorkerConfig {
   window: number;
   /** The listening address, for the handler module's `onListen` (called by worker 0 only). */
   listen: { hostname: string; port: number };
+  /** Bytes a WebSocket's app may queue beyond what the client has taken, before it closes with 1008. */
+  wsMaxBuffered: number;
 }
 
 /** Main → worker, the `run` data: a complete, validated request head. */
@@ -120,6 +138,8 @@ export interface RequestStart {
   /** The client's address, for the handler's `info.remoteAddr`. */
   remoteHost: string;
   remotePort: number;
+  /** A valid WebSocket handshake: the handler may call `upgradeWebSocket`. */
+  websocket: boolean;
 }
 
 /** Main → worker `message`: request body bytes, and its end. */
@@ -146,8 +166,25 @@ export type ResponsePart =
     close: boolean;
     /** A body for the main thread to stream from disk after `bytes`. */
     file?: FileSlice;
+    /** A `101` that turns the connection into a WebSocket: the job goes on as its stream. */
+    upgrade?: boolean;
+    /** With `upgrade`, the socket's worker, for the access log (the job's end comes at its close). */
+    workerId?: number;
   }
-  | { type: "data"; bytes: Uint8Array };
+  | { type: "data"; bytes: Uint8Array }
+  /** WebSocket only: the app closes the socket (after the frames sent before). */
+  | { type: "close"; code: number; reason: string };
+
+/**
+ * Main → worker `message` on an upgraded job: a client's WebSocket message
+ * (text already checked as UTF-8), or the socket's end. `clean` is false
+ * when the connection failed (a protocol error, a lost peer): the app then
+ * sees an `error` event before `close`.
+ */
+export type SocketPart =
+  | { type: "text"; data: string; bytes: number }
+  | { type: "binary"; data: Uint8Array<ArrayBuffer> }
+  | { type: "close"; code: number; reason: string; clean: boolean };
 
 /** Worker → main, the `done` data. */
 export interface ResponseEnd {

@@ -375,6 +375,8 @@ export class Supervisor {
       unresponsive: 0,
       requests: 0,
       connections: 0,
+      websockets: 0,
+      streams: 0,
       processes: 0,
       waitTime: none,
       runTime: none,

@@ -29,6 +29,13 @@ export interface JobContext<Message = unknown> {
   credit(bytes: number): void;
   /** Moves `list` (objects inside the job's result) rather than copying them. */
   transfer(list: Transferable[]): void;
+  /**
+   * Makes the job a long-lived stream, after its first message: it frees its
+   * concurrency slot and has no deadline, while messages and credit go on
+   * flowing until it ends. For work that lives on without using the worker
+   * much, such as a WebSocket.
+   */
+  detach(): void;
   /** Receives the caller's messages for this job. */
   onMessage: ((message: unknown) => void) | undefined;
   /** Receives the caller's credit for this job's messages, with buffers moved back for reuse. */
@@ -216,6 +223,10 @@ class JobRun<Message> implements JobContext<Message> {
 
   transfer(list: Transferable[]): void {
     this.#resultTransfer = list;
+  }
+
+  detach(): void {
+    if (this.#jobs.has(this.#job)) this.#channel.send({ type: "detach", job: this.#job });
   }
 
   abort(reason: unknown): void {

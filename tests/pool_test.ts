@@ -268,6 +268,27 @@ Deno.test("WorkerPool keeps a cancelled job's slot until its handler ends, so ca
   assert.equal(await next, "after");
 });
 
+Deno.test("WorkerPool: a detached job frees its slot and its worker for others, has no deadline, and still ends", async () => {
+  // A queue timeout, so that a job that never gets the worker fails rather than hangs.
+  await using pool = faultPool({ size: 1, concurrency: 1, timeout: 200, queueTimeout: 2000 });
+  const answered = Promise.withResolvers<void>();
+  const stream = pool.submit({ op: "detach" }, { onMessage: () => answered.resolve() });
+  try {
+    await answered.promise;
+    await until(() => pool.stats().streams === 1);
+    assert.deepEqual([pool.stats().running, pool.stats().idle], [0, 1]);
+    // Even a job that needs the worker to itself runs now.
+    const alone = await pool.run({ op: "echo", value: "alone" }, [], { exclusive: true });
+    assert.equal(alone, "alone");
+    // Twice the deadline passes: a stream has none.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  } finally {
+    stream.send("the end");
+  }
+  assert.equal(await stream.result, "the end");
+  assert.equal(pool.stats().streams, 0);
+});
+
 Deno.test("WorkerPool.terminate() stops a spinning job's worker, so close() resolves", async () => {
   const pool = faultPool({ size: 1 });
   await pool.run({ op: "echo", value: "warm" });
