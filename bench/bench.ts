@@ -17,7 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -209,12 +209,19 @@ for (const name of cases) {
       path: spec.path,
       runs: [],
     },
-    contenders: [{ name: "brigade", args: brigade(spec.brigade), path: spec.path, runs: [] }],
+    contenders: [{
+      name: "brigade",
+      args: brigade(spec.brigade),
+      env: START_ENV,
+      path: spec.path,
+      runs: [],
+    }],
   };
   if (values.compare) {
     row.contenders.push({
       name: `brigade @ ${values.compare}`,
       args: brigade(spec.brigade),
+      env: START_ENV,
       cwd: values.compare,
       path: spec.path,
       runs: [],
@@ -265,14 +272,14 @@ for (let round = 0; round < rounds; round++) {
 const IDLE_CONNECTIONS = 10_000;
 const idleRows: string[] = [];
 if (cases.includes("idle10k")) {
-  const servers: [string, string[], string?, Record<string, string>?][] = [
+  const servers: [string, string[], Record<string, string>?][] = [
     ["Deno.serve", ["run", "--allow-net", "--allow-read", "bench/baseline.ts"]],
     // brigade closes idle connections after --idle-timeout (5 s); keep them for the count.
-    ["brigade", brigade(["--idle-timeout", "120000", "--max-connections", "20000"])],
+    ["brigade", brigade(["--idle-timeout", "120000", "--max-connections", "20000"]), START_ENV],
   ];
   const request = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
-  for (const [name, args] of servers) {
-    const server = await startServer(args);
+  for (const [name, args, env] of servers) {
+    const server = await startServer(args, undefined, env);
     const { port } = new URL(server.url);
     const before = await rssMB(server.pid);
     const conns: Deno.Conn[] = [];
@@ -299,7 +306,11 @@ if (cases.includes("idle10k")) {
 // GET / while one /sleep blocks one of the two workers.
 let duringSleep: WrkResult | undefined;
 if (cases.includes("sleep")) {
-  const sleepy = await startServer(brigade(["--sleep-ms", String((duration + 3) * 1000)]));
+  const sleepy = await startServer(
+    brigade(["--sleep-ms", String((duration + 3) * 1000)]),
+    undefined,
+    START_ENV,
+  );
   await wrk(sleepy.url, 1);
   const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
   await new Promise((resolve) => setTimeout(resolve, 200));

@@ -37,7 +37,7 @@
 
 import { parseArgs } from "node:util";
 import { type FrameEvent, Framer, type FramingLimits } from "../_server/framing.ts";
-import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
 import { RssSampler, within } from "./_rss.ts";
 
 const { values: flags } = parseArgs({
@@ -295,7 +295,7 @@ async function memoryFigure(): Promise<void> {
   console.log(
     `\n== 1. Server RSS under ${REQUESTS} unique-query requests (GET /?q=…, static hello.html)`,
   );
-  const server = await startServerProcess(brigadeArgs([]));
+  const server = await startServerProcess(brigadeArgs([]), { env: START_ENV });
   const port = Number(new URL(server.url).port);
   const pid = server.child.pid;
   console.log(`server: ${server.firstLine.trim()} (pid ${pid}, default options, --quiet)`);

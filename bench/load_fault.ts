@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,14 +24,17 @@ const workers = Number(values.workers);
 const maxQueue = Number(values["max-queue"]);
 const HANG_MS = 15_000;
 
-const server = await startServerProcess(brigadeArgs([
-  `--workers=${workers}`,
-  `--max-queue=${maxQueue}`,
-  "--timeout=1000",
-  "--queue-timeout=3000",
-  "--handler=tests/fixtures/fault_handler.ts",
-  "--log-level=error",
-]));
+const server = await startServerProcess(
+  brigadeArgs([
+    `--workers=${workers}`,
+    `--max-queue=${maxQueue}`,
+    "--timeout=1000",
+    "--queue-timeout=3000",
+    "--handler=tests/fixtures/fault_handler.ts",
+    "--log-level=error",
+  ]),
+  { env: START_ENV },
+);
 const { child } = server;
 const base = server.url;
 

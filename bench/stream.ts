@@ -58,7 +58,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, type ServerProcess, startServerProcess } from "../tests/_process.ts";
+import {
+  brigadeArgs,
+  type ServerProcess,
+  START_ENV,
+  startServerProcess,
+} from "../tests/_process.ts";
 import { RssSampler, within } from "./_rss.ts";
 
 const { values: flags } = parseArgs({
@@ -179,7 +184,7 @@ const SERVER_ARGS = brigadeArgs([
 
 async function startServer(extra: string[]): Promise<Server> {
   const process: ServerProcess = await within(
-    startServerProcess([...SERVER_ARGS, ...extra]),
+    startServerProcess([...SERVER_ARGS, ...extra], { env: START_ENV }),
     30_000,
     "server start",
   );

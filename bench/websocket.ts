@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -90,6 +90,7 @@ const servers = [
     name: "brigade",
     process: await startServerProcess(
       brigadeArgs(["--workers", values.workers, "--handler", HANDLER]),
+      { env: START_ENV },
     ),
   },
 ];

@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 
 import { STOP_WINDOW_MS } from "../main.ts";
-import { brigadeArgs, startServerProcess, until } from "./_process.ts";
+import { brigadeArgs, START_ENV, startServerProcess, until } from "./_process.ts";
 
 function startProcess(args: string[]) {
-  return startServerProcess(brigadeArgs(["--stats", ...args]));
+  return startServerProcess(brigadeArgs(["--stats", ...args]), { env: START_ENV });
 }
 
 async function inFlight(url: string, wanted: number): Promise<void> {
