@@ -28,8 +28,9 @@ import {
 } from "./_server/log.ts";
 import { flagDefault, numericDefault, parseArgsOptions, usage } from "./_server/flags.ts";
 import { countStatus, prometheusText, type StatusCounts } from "./_server/metrics.ts";
-import { distrust, SupervisorLink } from "./_server/control.ts";
+import { ALL_STUCK, distrust, SupervisorLink } from "./_server/control.ts";
 import { ownRuntimeFlags, StartError, Supervisor } from "./_supervisor/supervisor.ts";
+import { STATS_INTERVAL_MS } from "./_supervisor/protocol.ts";
 import { Dashboard } from "./_server/dashboard.ts";
 import { plainResponse } from "./_shared/http.ts";
 import type { WorkerConfig } from "./_shared/protocol.ts";
@@ -441,8 +442,7 @@ export class Server {
 
   /** The server's base URL, such as `http://127.0.0.1:7878/`. */
   get url(): string {
-    const host = this.addr.hostname.includes(":") ? `[${this.addr.hostname}]` : this.addr.hostname;
-    return `http://${host}:${this.addr.port}/`;
+    return httpUrl(this.addr.hostname, this.addr.port);
   }
 
   /** The number of workers. */
@@ -676,6 +676,11 @@ export async function serve(options: ServeOptions = {}): Promise<Server> {
     throw error;
   }
   return server;
+}
+
+/** `http://host:port/`, with an IPv6 host in brackets. */
+function httpUrl(hostname: string, port: number): string {
+  return `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/`;
 }
 
 /** Raised for a bad command line; the CLI prints its message and exits 2. */
@@ -912,8 +917,7 @@ async function supervise(options: CommandLine): Promise<number> {
   );
   try {
     const { port, workers } = await supervisor.start();
-    const host = options.hostname ?? DEFAULTS.hostname;
-    const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+    const url = httpUrl(options.hostname ?? DEFAULTS.hostname, port);
     const each = options.processes > 1 ? ` in each of ${options.processes} processes` : "";
     console.log(`Listening on ${url} with ${workers} workers${each}`);
     return await supervisor.finished;
@@ -950,12 +954,17 @@ async function runServer(options: CommandLine): Promise<number> {
   } else {
     link.ready(started.addr.port, started.workers);
     started.setWhole(() => link.whole);
-    link.report(() => started.stats());
   }
+  // Once a second: report the figures (the supervisor's sign of life) and
+  // check that this process can still be trusted, from one stats() call.
+  let distrusted = false;
   const monitor = setInterval(() => {
-    const reason = distrust(started.stats(), Deno.memoryUsage().rss, options.maxRss);
+    const stats = started.stats();
+    link?.report(stats);
+    if (distrusted) return;
+    const reason = distrust(stats, Deno.memoryUsage().rss, options.maxRss);
     if (reason === undefined) return;
-    clearInterval(monitor);
+    distrusted = true;
     if (link === undefined) {
       console.error(`brigade: ${reason}; draining so that a fresh process can take over`);
       stopping.resolve(1);
@@ -963,16 +972,16 @@ async function runServer(options: CommandLine): Promise<number> {
     }
     // New connections go to the other processes from now on (alone, it
     // keeps listening: its replaced workers may still serve them).
-    if (reason === "every worker is stuck" && link.siblings > 0) started.stopAccepting();
+    if (reason === ALL_STUCK && link.siblings > 0) started.stopAccepting();
     link.recycle(reason);
-  }, 1000);
+  }, STATS_INTERVAL_MS);
   const removeListeners = onStopSignals(() => stopping.resolve(0), () => {
     const cut = started.stats().requests;
     console.error(`Second signal: exiting now; cut ${cut} requests in flight.`);
     Deno.exit(130);
   });
   const code = await stopping.promise;
-  clearInterval(monitor);
+  distrusted = true; // draining already: only the reports go on
   if (options.drainDelay > 0) {
     console.log(`Draining in ${options.drainDelay} ms; health answers 503 meanwhile.`);
     started.announceDrain();
@@ -980,6 +989,7 @@ async function runServer(options: CommandLine): Promise<number> {
   }
   console.log("Shutting down.");
   const report = await started.close();
+  clearInterval(monitor);
   removeListeners();
   link?.close();
   if (report.cut > 0) {

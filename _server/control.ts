@@ -7,12 +7,10 @@
 import type { WorkerPoolStats } from "../pool.ts";
 import type { ServerStats } from "../main.ts";
 import { sumStats } from "./metrics.ts";
-import {
-  ControlConnection,
-  STATS_INTERVAL_MS,
-  type ToServer,
-  type ToSupervisor,
-} from "../_supervisor/protocol.ts";
+import { ControlConnection, type ToServer, type ToSupervisor } from "../_supervisor/protocol.ts";
+
+/** The reason {@linkcode distrust} gives when no worker answers. */
+export const ALL_STUCK = "every worker is stuck";
 
 /**
  * Why this process should be replaced, or `undefined` while it can be
@@ -44,7 +42,7 @@ export function distrust(
   if (maxRss > 0 && rss > maxRss) {
     return `resident memory ${mb(rss)} is above --max-rss ${mb(maxRss)}`;
   }
-  if (pool.unresponsive >= pool.workers) return "every worker is stuck";
+  if (pool.unresponsive >= pool.workers) return ALL_STUCK;
   if (pool.abandoned > 0) {
     return `${pool.abandoned} stuck worker(s) were terminated, and Deno cannot stop a spinning thread`;
   }
@@ -56,7 +54,6 @@ export class SupervisorLink {
   #control: ControlConnection<ToServer, ToSupervisor>;
   #whole: ServerStats[] | undefined;
   #siblings = 0;
-  #reporter: ReturnType<typeof setInterval> | undefined;
   /** Resolves when the supervisor is gone (or {@linkcode close} was called). */
   readonly closed: Promise<void>;
 
@@ -119,17 +116,16 @@ export class SupervisorLink {
     this.#send({ type: "recycle", reason });
   }
 
-  /** Sends `stats()` every second, for the whole-server figures (and as a sign of life). */
-  report(stats: () => ServerStats): void {
-    this.#reporter ??= setInterval(
-      () => this.#send({ type: "stats", stats: stats() }),
-      STATS_INTERVAL_MS,
-    );
+  /**
+   * Sends this process's figures, for the whole-server view; once every
+   * second (`STATS_INTERVAL_MS`), it is also the sign of life the supervisor waits for.
+   */
+  report(stats: ServerStats): void {
+    this.#send({ type: "stats", stats });
   }
 
-  /** Stops reporting and closes the link; safe to call twice. */
+  /** Closes the link; safe to call twice. */
   close(): void {
-    clearInterval(this.#reporter);
     this.#control.close();
   }
 
