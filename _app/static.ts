@@ -6,10 +6,9 @@
  * `Request` or `Response` at all.
  */
 
-// @ts-types="npm:@types/mime-types@^3.0.1"
-import mime from "npm:mime-types@^3.0.2";
 import { encoder, STATUS_TEXT } from "../_shared/http.ts";
 import type { FileSlice } from "../_shared/protocol.ts";
+import { contentType } from "./media_types.ts";
 
 /** Files up to this size are kept in memory; larger ones are streamed. */
 export const MAX_CACHED_FILE = 1 << 20;
@@ -184,7 +183,7 @@ export async function createStaticApp(options: StaticOptions): Promise<StaticApp
   ): Promise<Response> {
     const { mtime, etag, lastModified } = validators(info);
     const size = info.size;
-    const type = mime.contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ||
+    const type = contentType(realPath.slice(realPath.lastIndexOf("/") + 1)) ??
       "application/octet-stream";
     // Compressible and large enough to gain: the answer depends on Accept-Encoding.
     const negotiable = COMPRESSIBLE.test(type) && size > MIN_COMPRESSED;
