@@ -30,7 +30,7 @@ Deno.test("deno task start listens with least privilege, serves /, and exits 0 o
 });
 
 Deno.test("tests and benchmarks start brigade with the start task's V8 flags", () => {
-  assert.match(START_ENV.DENO_V8_FLAGS ?? "", /--max-semi-space-size=1/);
+  assert.match(START_ENV.DENO_V8_FLAGS ?? "", /--max-semi-space-size=2/);
   assert.deepEqual(START_RUNTIME_FLAGS, [`--v8-flags=${START_ENV.DENO_V8_FLAGS}`]);
 });
 
