@@ -17,7 +17,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
+import { brigadeArgs, START_ENV } from "../tests/_process.ts";
+import { haveWrk, startServer, wrk, type WrkResult } from "./_load.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -35,67 +36,6 @@ const cases = values.cases.split(",");
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
-
-interface WrkResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  /** RSS in MB before the warm-up, and right after the run. */
-  idleMB?: number;
-  loadedMB?: number;
-}
-
-async function haveWrk(): Promise<boolean> {
-  try {
-    await new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" }).output();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Starts a server process and resolves once it prints its URL. */
-async function startServer(
-  args: string[],
-  cwd?: string,
-  env?: Record<string, string>,
-  command?: string,
-) {
-  const server = await startServerProcess(args, { cwd, env, command });
-  return {
-    url: server.url,
-    pid: server.child.pid,
-    async stop() {
-      server.child.kill("SIGTERM");
-      await server.child.status;
-    },
-  };
-}
-
-function toMs(value: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(value.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === "us" ? n / 1000 : m[2] === "ms" ? n : n * 1000;
-}
-
-async function wrk(url: string, seconds: number): Promise<WrkResult> {
-  const { stdout } = await new Deno.Command("wrk", {
-    args: ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url],
-    stdout: "piped",
-  }).output();
-  const text = new TextDecoder().decode(stdout);
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
-  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? "");
-  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? "");
-  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) +
-    [...text.matchAll(/(?:connect|read|write|timeout) (\d+)/g)].reduce(
-      (a, m) => a + Number(m[1]),
-      0,
-    );
-  return { rps, p50, p99, errors };
-}
 
 /** The run with the median req/s: steadier than the best on a shared machine. */
 function median(results: WrkResult[]): WrkResult {
@@ -250,8 +190,8 @@ async function measure(contender: Contender): Promise<void> {
   const url = new URL(contender.path ?? "", server.url).href;
   try {
     const idleMB = await rssMB(server.pid);
-    await wrk(url, 1); // warm-up
-    const run = await wrk(url, duration);
+    await wrk(url, 1, connections); // warm-up
+    const run = await wrk(url, duration, connections);
     contender.runs.push({ ...run, idleMB, loadedMB: await rssMB(server.pid) });
   } finally {
     await server.stop();
@@ -311,10 +251,10 @@ if (cases.includes("sleep")) {
     undefined,
     START_ENV,
   );
-  await wrk(sleepy.url, 1);
+  await wrk(sleepy.url, 1, connections);
   const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
   await new Promise((resolve) => setTimeout(resolve, 200));
-  duringSleep = await wrk(sleepy.url, duration);
+  duringSleep = await wrk(sleepy.url, duration, connections);
   await sleeping;
   await sleepy.stop();
 }

@@ -1,0 +1,73 @@
+/**
+ * Load helpers for the benchmark scripts: start a server process and stop it,
+ * and run wrk against it and read its report. Needs wrk: `apt-get install -y wrk`.
+ *
+ * @module
+ */
+
+import { startServerProcess } from "../tests/_process.ts";
+
+/** What one wrk run reports. */
+export interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Non-2xx or 3xx responses plus socket errors. */
+  errors: number;
+  /** RSS in MB before the warm-up, and right after the run. */
+  idleMB?: number;
+  loadedMB?: number;
+}
+
+/** Whether `wrk` can be run. */
+export async function haveWrk(): Promise<boolean> {
+  try {
+    await new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" }).output();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a server process and resolves once it prints its URL. */
+export async function startServer(
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+  command?: string,
+) {
+  const server = await startServerProcess(args, { cwd, env, command });
+  return {
+    url: server.url,
+    pid: server.child.pid,
+    async stop() {
+      server.child.kill("SIGTERM");
+      await server.child.status;
+    },
+  };
+}
+
+function toMs(value: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(value.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "ms" ? n : n * 1000;
+}
+
+/** Runs `wrk -t1 -c<connections> -d<seconds>s --latency url` and reads its report. */
+export async function wrk(url: string, seconds: number, connections: number): Promise<WrkResult> {
+  const { stdout } = await new Deno.Command("wrk", {
+    args: ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url],
+    stdout: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
+  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? "");
+  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? "");
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0) +
+    [...text.matchAll(/(?:connect|read|write|timeout) (\d+)/g)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+  return { rps, p50, p99, errors };
+}
