@@ -31,11 +31,11 @@ const SAMPLE_MS = 250;
 const LIMIT = 1.2;
 
 if (!(duration > 5)) {
-  console.error("bench:soak: --duration must be more than 5 (seconds)");
+  console.error(`Cannot soak: --duration must be more than 5 seconds, received ${values.duration}`);
   Deno.exit(1);
 }
 if (!(await haveWrk())) {
-  console.error("bench:soak: wrk is not installed; install it with: apt-get install -y wrk");
+  console.error("Cannot soak without wrk: install it with apt-get install -y wrk");
   Deno.exit(1);
 }
 
