@@ -161,9 +161,6 @@ function isConditional(fields: string[]): boolean {
 }
 
 function toRequest(start: RequestStart, context: JobContext<ResponsePart>): Request {
-  const headers = new Headers();
-  const fields = start.fields;
-  for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
   const body = start.body && start.method !== "GET" && start.method !== "HEAD"
     ? bodyStream(context)
     : undefined;
@@ -171,7 +168,14 @@ function toRequest(start: RequestStart, context: JobContext<ResponsePart>): Requ
     // A body nobody may read: let it flow to the main thread's discard.
     discardBody(context);
   }
-  return new ServerRequest(start.url, { method: start.method, headers, body }, context.signal);
+  const request = new ServerRequest(start.url, { method: start.method, body }, context.signal);
+  // Into the request's own headers: a `Headers` passed to the constructor is
+  // copied field by field through WebIDL's iterator (3.5 µs against 7.5 µs
+  // for a request with four fields).
+  const headers = request.headers;
+  const fields = start.fields;
+  for (let i = 0; i < fields.length; i += 2) headers.append(fields[i], fields[i + 1]);
+  return request;
 }
 
 /**
