@@ -607,7 +607,7 @@ function hasToken(list: string, token: string): boolean {
  * sends the same one with every request, and checking it again costs about
  * a microsecond of the main thread's time.
  */
-let lastHost = "";
+let lastHost: string | undefined;
 
 /**
  * Whether `value` is a host the server accepts (RFC 9110 §7.2), and one that

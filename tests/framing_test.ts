@@ -128,3 +128,16 @@ Deno.test("control bytes in a chunk extension or a trailer value are refused (40
     assert.equal(event?.type === "error" ? event.status : event?.type, 400, JSON.stringify(body));
   }
 });
+
+Deno.test("a bad Host is refused every time, even right after a good one or itself", () => {
+  const status = (host: string) => {
+    const event = frame(latin1(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+    return event?.type === "error" ? event.status : event?.type;
+  };
+  // The framer remembers the last Host that passed: only a good one may be skipped.
+  assert.deepEqual(
+    ["a b", "a b", "ok.example", "a b", "ok.example", "ok.example:99999", "ok.example:99999", ""]
+      .map(status),
+    [400, 400, "head", 400, "head", 400, 400, "head"],
+  );
+});
