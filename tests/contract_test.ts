@@ -99,3 +99,29 @@ Deno.test("--trust-proxy takes the client and scheme from the last X-Forwarded-*
     assert.deepEqual(await seen(server, xff), ["127.0.0.1", "http:"]);
   }
 });
+
+Deno.test("a handler's request has every field as sent, on its copies too, and its form body parses", async () => {
+  await using server = await serve({ port: 0, workers: 1, handler: CONTRACT, logLevel: "warn" });
+  const body = '--XB\r\nContent-Disposition: form-data; name="name"\r\n\r\nbrigade\r\n--XB--\r\n';
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        "POST /headers HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XB\r\n" +
+          `Cookie: a=1; b=2\r\nX-Dup: 1\r\nX-Dup: 2\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      ),
+    );
+    const { responses } = await readResponses(conn);
+    const seen = JSON.parse(responses[0].body);
+    const fields = [
+      ["content-length", String(body.length)],
+      ["content-type", "multipart/form-data; boundary=XB"],
+      ["cookie", "a=1; b=2"],
+      ["host", "x"],
+      ["x-dup", "1, 2"],
+    ];
+    assert.deepEqual(seen, { fields, clone: fields, copy: fields, form: { name: "brigade" } });
+  } finally {
+    conn.close();
+  }
+});
