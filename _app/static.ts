@@ -79,9 +79,9 @@ const CODINGS = ["br", "gzip"] as const;
 type Coding = typeof CODINGS[number];
 /** The file name suffix of each coding's precompressed sibling. */
 const SUFFIX: Record<Coding, string> = { br: ".br", gzip: ".gz" };
-/** Media types worth compressing. */
+/** Media types worth compressing: text, JSON and XML of any kind, SVG, WASM. */
 const COMPRESSIBLE =
-  /^(?:text\/|application\/(?:javascript|json|xml|wasm|manifest\+json|ld\+json)|image\/svg\+xml)/;
+  /^(?:text\/|application\/(?:javascript|json|xml|wasm|[\w.-]+\+(?:json|xml))(?:;|$)|image\/svg\+xml)/;
 /** Files this small are sent as they are. */
 const MIN_COMPRESSED = 1024;
 /** Rows of a directory listing produced per pull: the listing streams. */

@@ -171,8 +171,16 @@ Deno.test("--dir-listing streams a sorted, escaped listing without dotfiles; wit
 
 Deno.test("a compressible file over 1 KiB is gzipped for a client that takes gzip, with Vary, its own ETag, and 304s", async () => {
   const js = "export const greet = (name) => `hello ${name}`;\n".repeat(100);
-  await using s = await site({ "app.js": js, "tiny.js": "x();\n", "pic.png": "x".repeat(4096) });
+  const feed = `<?xml version="1.0"?><feed>${"<entry>x</entry>".repeat(100)}</feed>`;
+  await using s = await site({
+    "app.js": js,
+    "tiny.js": "x();\n",
+    "pic.png": "x".repeat(4096),
+    "feed.atom": feed,
+  });
   const gzip = "Accept-Encoding: gzip, deflate\r\n";
+  // Any +xml or +json type is text too.
+  assert.equal((await s.ask("GET", "/feed.atom", gzip)).headers.get("content-encoding"), "gzip");
   // The identity answer cached first must not be given to a client that takes gzip.
   assert.equal((await s.ask("GET", "/app.js")).headers.get("content-encoding"), undefined);
   const first = await s.ask("GET", "/app.js", gzip);

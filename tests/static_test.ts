@@ -110,6 +110,10 @@ Deno.test("content types come from the media-type table, with charset for text",
     "a.wasm": "application/wasm",
     "a.txt": "text/plain; charset=utf-8",
     "a.woff2": "font/woff2",
+    "a.vcf": "text/x-vcard; charset=utf-8",
+    "a.xslt": "application/xslt+xml",
+    "a.geojson": "application/geo+json",
+    "A.MP4": "video/mp4",
     "a.unknownext": "application/octet-stream",
   };
   for (const name of Object.keys(expected)) files[name] = "x";
