@@ -71,3 +71,20 @@ export async function wrk(url: string, seconds: number, connections: number): Pr
     );
   return { rps, p50, p99, errors };
 }
+
+/**
+ * When a run took place, in UTC to the minute: `2026-11-26 21:52–21:58 UTC`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runWindow } from "./_load.ts";
+ *
+ * const began = new Date("2026-11-26T21:52:10Z");
+ * assert.equal(runWindow(began, new Date("2026-11-26T21:58:59Z")), "2026-11-26 21:52–21:58 UTC");
+ * ```
+ */
+export function runWindow(began: Date, ended = new Date()): string {
+  const minute = (date: Date) => date.toISOString().slice(11, 16);
+  return `${began.toISOString().slice(0, 10)} ${minute(began)}–${minute(ended)} UTC`;
+}

@@ -18,7 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { brigadeArgs, START_ENV } from "../tests/_process.ts";
-import { haveWrk, startServer, wrk, type WrkResult } from "./_load.ts";
+import { haveWrk, runWindow, startServer, wrk, type WrkResult } from "./_load.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -36,6 +36,7 @@ const cases = values.cases.split(",");
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
+const began = new Date();
 
 /** The run with the median req/s: steadier than the best on a shared machine. */
 function median(results: WrkResult[]): WrkResult {
@@ -267,7 +268,7 @@ const fmt = (n: number) => n.toFixed(2);
 const mb = (n: number | undefined) => n === undefined ? "–" : n.toFixed(0);
 let table = `
 Benchmark ${
-  new Date().toISOString().slice(0, 10)
+  runWindow(began)
 } on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}
 wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
 

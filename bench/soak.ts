@@ -17,7 +17,7 @@
 
 import { parseArgs } from "node:util";
 import { brigadeArgs, START_ENV } from "../tests/_process.ts";
-import { haveWrk, startServer, wrk } from "./_load.ts";
+import { haveWrk, runWindow, startServer, wrk } from "./_load.ts";
 import { RssSampler } from "./_rss.ts";
 
 const { values } = parseArgs({
@@ -25,6 +25,7 @@ const { values } = parseArgs({
   options: { duration: { type: "string", default: "60" } },
 });
 const duration = Number(values.duration);
+const began = new Date();
 const CONNECTIONS = 50;
 const SAMPLE_MS = 250;
 /** The target: RSS at the end at most this many times RSS 5 s in. */
@@ -99,8 +100,8 @@ const nproc = await new Deno.Command("nproc", { stdout: "piped" }).output()
   .then((o) => new TextDecoder().decode(o.stdout).trim(), () => "?");
 console.log(`
 Soak ${
-  new Date().toISOString().slice(0, 16).replace("T", " ")
-} UTC, nproc ${nproc}, Deno ${Deno.version.deno}: wrk -t1 -c${CONNECTIONS} -d${duration}s, RSS every ${SAMPLE_MS} ms; brigade with 2 workers, target end ≤ ${LIMIT} × 5 s
+  runWindow(began)
+}, nproc ${nproc}, Deno ${Deno.version.deno}: wrk -t1 -c${CONNECTIONS} -d${duration}s, RSS every ${SAMPLE_MS} ms; brigade with 2 workers, target end ≤ ${LIMIT} × 5 s
 
 | case | server | req/s | idle RSS MB | RSS 5 s MB | RSS end MB | peak MB (s into load) | end / 5 s | within 20% | 2 s after MB |
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |
