@@ -106,6 +106,34 @@ Deno.test("with --processes 2, stats add up both processes and SIGTERM drains bo
   assert.equal((await server.stdout).match(/^Shutting down\.$/gm)?.length, 2, "both drained");
 });
 
+Deno.test("whole-server counters keep dead processes' requests: they never go back after restarts", async () => {
+  const server = await supervised(["--processes", "2", "--workers", "1", "--stats"]);
+  const stats = async () => {
+    try {
+      return await (await fetch(new URL("/_brigade/stats", server.url))).json();
+    } catch {
+      return undefined; // between processes
+    }
+  };
+  for (let i = 0; i < 5; i++) assert.equal(await status(server.url), 200);
+  // Both processes' figures have reached the supervisor once they come back summed.
+  await until(async () => {
+    const whole = await stats();
+    return whole?.processes === 2 && whole.completed >= 5;
+  });
+  const first = await serverPids(server.child.pid);
+  for (const pid of first) Deno.kill(pid, "SIGKILL");
+  await until(async () => {
+    const pids = await serverPids(server.child.pid);
+    if (pids.length !== 2 || pids.some((pid) => first.includes(pid))) return false;
+    const whole = await stats();
+    return whole?.processes === 2 && whole.completed >= 5;
+  });
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  await Promise.all([server.stdout, server.stderr]);
+});
+
 Deno.test("a server process with a stuck worker it cannot stop is replaced, and the port keeps answering", async () => {
   const server = await supervised(["--workers", "1", "--timeout", "300", "--handler", FAULTS]);
   const [old] = await serverPids(server.child.pid);
