@@ -1,5 +1,6 @@
 /** The supervisor process: restarts, give-up, signals with several processes, recycling. */
 import assert from "node:assert/strict";
+import { ControlConnection, HELLO_LINE } from "../_supervisor/protocol.ts";
 import {
   brigadeArgs,
   serverPids,
@@ -296,4 +297,33 @@ Deno.test("a server process that goes silent (stopped) is killed and restarted",
     new RegExp(`^brigade: server process ${stopped} sent nothing for 10000 ms; killing it$`, "m"),
   );
   await server.stdout;
+});
+
+Deno.test("a control connection closes on a line longer than its limit, with or without its newline", async () => {
+  // Half a line, and a whole line of valid JSON: neither is read as a message.
+  for (
+    const text of [
+      "x".repeat(5000),
+      JSON.stringify({ type: "hello", pad: "x".repeat(5000) }) + "\n",
+    ]
+  ) {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const messages: unknown[] = [];
+    const reading = new ControlConnection<unknown, never>(await listener.accept())
+      .read((message) => messages.push(message), () => HELLO_LINE);
+    await client.write(new TextEncoder().encode(text));
+    // The reader closes its end: the client sees the end, not its own timer.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<string>((resolve) => timer = setTimeout(resolve, 5000, "open"));
+    const end = client.read(new Uint8Array(16)).then(
+      (n) => n === null ? "closed" : "data",
+      () => "closed",
+    );
+    assert.equal(await Promise.race([end, limit]), "closed", `${text.length} bytes`);
+    clearTimeout(timer);
+    await reading;
+    client.close();
+    assert.deepEqual(messages, []);
+  }
 });
