@@ -403,18 +403,7 @@ export class Server {
       clock: this.#clock,
       draining: () => this.#draining,
       stats: o.stats ? () => JSON.stringify(this.#wholeStats()) : undefined,
-      metrics: o.metrics
-        ? () => {
-          const whole = this.#wholeStats();
-          return prometheusText({
-            pool: whole,
-            responses: whole.responses,
-            inFlight: whole.requests,
-            connections: whole.connections,
-            websockets: whole.websockets,
-          });
-        }
-        : undefined,
+      metrics: o.metrics ? () => prometheusText(this.#wholeStats()) : undefined,
       dashboard: this.#dashboard,
       // The book's /sleep blocks its worker's thread (static app only).
       blocks: o.handler === undefined

@@ -3,21 +3,11 @@
  * `GET /_brigade/metrics` with `--metrics`.
  */
 
-import type { HistogramSnapshot, WorkerPoolStats } from "../pool.ts";
+import type { HistogramSnapshot } from "../pool.ts";
+import type { ServerStats } from "../main.ts";
 
 /** Responses written, by status class ("2xx", "5xx", …). */
 export type StatusCounts = Record<string, number>;
-
-/** What the exposition is made from. */
-export interface MetricsInput {
-  pool: WorkerPoolStats;
-  responses: StatusCounts;
-  /** Requests given to the pool and not yet answered. */
-  inFlight: number;
-  connections: number;
-  /** Open WebSockets. */
-  websockets: number;
-}
 
 /** Counts a response's status in `counts` by class. */
 export function countStatus(counts: StatusCounts, status: number): void {
@@ -66,7 +56,7 @@ export function sumStats<T extends object>(list: [T, ...T[]]): T {
 }
 
 /** The exposition text: one HELP and TYPE per metric, then its samples. */
-export function prometheusText(input: MetricsInput): string {
+export function prometheusText(stats: ServerStats): string {
   const lines: string[] = [];
   const metric = (name: string, type: string, help: string, samples: string[]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples);
@@ -75,45 +65,45 @@ export function prometheusText(input: MetricsInput): string {
     "brigade_responses_total",
     "counter",
     "Responses written, by status class.",
-    Object.entries(input.responses).sort().map(([statusClass, count]) =>
+    Object.entries(stats.responses).sort().map(([statusClass, count]) =>
       `brigade_responses_total{class="${statusClass}"} ${count}`
     ),
   );
   metric("brigade_requests_in_flight", "gauge", "Requests given to workers and not yet answered.", [
-    `brigade_requests_in_flight ${input.inFlight}`,
+    `brigade_requests_in_flight ${stats.requests}`,
   ]);
   metric("brigade_queue_depth", "gauge", "Requests waiting for a worker.", [
-    `brigade_queue_depth ${input.pool.queued}`,
+    `brigade_queue_depth ${stats.queued}`,
   ]);
   metric("brigade_connections", "gauge", "Open client connections.", [
-    `brigade_connections ${input.connections}`,
+    `brigade_connections ${stats.connections}`,
   ]);
   metric("brigade_websockets", "gauge", "Open WebSockets.", [
-    `brigade_websockets ${input.websockets}`,
+    `brigade_websockets ${stats.websockets}`,
   ]);
   metric("brigade_workers", "gauge", "Workers in the pool, by state.", [
-    `brigade_workers{state="idle"} ${input.pool.idle}`,
-    `brigade_workers{state="busy"} ${input.pool.busy}`,
-    `brigade_workers{state="blocked"} ${input.pool.blocked}`,
+    `brigade_workers{state="idle"} ${stats.idle}`,
+    `brigade_workers{state="busy"} ${stats.busy}`,
+    `brigade_workers{state="blocked"} ${stats.blocked}`,
   ]);
   metric("brigade_worker_restarts_total", "counter", "Workers replaced after a crash or a hang.", [
-    `brigade_worker_restarts_total ${input.pool.replaced}`,
+    `brigade_worker_restarts_total ${stats.replaced}`,
   ]);
   metric("brigade_jobs_total", "counter", "Requests the workers finished, by outcome.", [
-    `brigade_jobs_total{outcome="completed"} ${input.pool.completed}`,
-    `brigade_jobs_total{outcome="failed"} ${input.pool.failed}`,
+    `brigade_jobs_total{outcome="completed"} ${stats.completed}`,
+    `brigade_jobs_total{outcome="failed"} ${stats.failed}`,
   ]);
   histogram(
     lines,
     "brigade_queue_wait_seconds",
     "Time requests waited for a worker.",
-    input.pool.waitHistogram,
+    stats.waitHistogram,
   );
   histogram(
     lines,
     "brigade_run_seconds",
     "Time from a worker starting a request to its end.",
-    input.pool.runHistogram,
+    stats.runHistogram,
   );
   return lines.join("\n") + "\n";
 }
