@@ -108,7 +108,7 @@ export class Exchange {
   #label: string | undefined;
   /** Where an upgraded job's events go; what comes before it is kept in `#early`. */
   #stream: StreamEvents | undefined;
-  #early: ResponsePart[] = [];
+  #early: ResponsePart[] | undefined;
   #endedEarly: boolean | undefined;
 
   /** @param events Where to say that bytes are ready or credit arrived. */
@@ -257,8 +257,8 @@ export class Exchange {
    */
   upgrade(stream: StreamEvents): void {
     this.#stream = stream;
-    for (const part of this.#early) stream.onPart(part);
-    this.#early = [];
+    for (const part of this.#early ?? []) stream.onPart(part);
+    this.#early = undefined;
     if (this.#endedEarly !== undefined) stream.onEnd(this.#endedEarly);
   }
 
@@ -275,11 +275,10 @@ export class Exchange {
   cancel(): void {
     if (this.#cancelled) return;
     this.#cancelled = true;
-    if (this.#job !== undefined && !this.finished) {
-      this.#counters!.requests--;
-      this.#job.cancel(new DOMException("The client closed the connection", "AbortError"));
-    } else if (this.upgraded && this.#stream === undefined) {
-      // A WebSocket whose 101 was never written: its socket closes on the worker.
+    const running = this.#job !== undefined && !this.finished;
+    if (running) this.#counters!.requests--;
+    // A WebSocket whose 101 was never written: its socket closes on the worker too.
+    if (running || (this.upgraded && this.#stream === undefined)) {
       this.#job!.cancel(new DOMException("The client closed the connection", "AbortError"));
     }
     this.chunks = [];
@@ -333,7 +332,7 @@ export class Exchange {
   #onPart(part: ResponsePart, notify = true): void {
     if (this.upgraded) {
       if (this.#stream) this.#stream.onPart(part);
-      else this.#early.push(part);
+      else (this.#early ??= []).push(part);
       return;
     }
     if (this.finished || part.type === "close") return;
