@@ -18,7 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { brigadeArgs, START_ENV } from "../tests/_process.ts";
-import { haveWrk, runWindow, startServer, wrk, type WrkResult } from "./_load.ts";
+import { haveWrk, median, runWindow, startServer, wrk, type WrkResult } from "./_load.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -39,7 +39,7 @@ const rounds = Number(values.rounds);
 const began = new Date();
 
 /** The run with the median req/s: steadier than the best on a shared machine. */
-function median(results: WrkResult[]): WrkResult {
+function medianRun(results: WrkResult[]): WrkResult {
   return results.toSorted((a, b) => a.rps - b.rps)[Math.floor(results.length / 2)];
 }
 
@@ -278,17 +278,11 @@ wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds;
 const notes: string[] = [];
 let errors = 0;
 /** The median over rounds of `contender`'s per-round ratio to `base`. */
-const ratio = (contender: Contender, base: Contender) => {
-  const ratios = contender.runs.map((run, i) => run.rps / base.runs[i].rps);
-  return ratios.toSorted((a, b) => a - b)[Math.floor(ratios.length / 2)];
-};
-const medianOf = (values: (number | undefined)[]) =>
-  (values.filter((v) => v !== undefined) as number[]).toSorted((a, b) => a - b)[
-    Math.floor(values.length / 2)
-  ];
+const ratio = (contender: Contender, base: Contender) =>
+  median(contender.runs.map((run, i) => run.rps / base.runs[i].rps));
 for (const row of rows) {
   for (const contender of [row.baseline, row.parallel, ...row.contenders]) {
-    const ours = median(contender.runs);
+    const ours = medianRun(contender.runs);
     const vsServe = contender === row.baseline
       ? "1.00×"
       : `${fmt(ratio(contender, row.baseline))}×`;
@@ -297,8 +291,8 @@ for (const row of rows) {
       : `${fmt(ratio(contender, row.parallel))}×`;
     table += `| ${row.label} | ${contender.name} | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${
       fmt(ours.p99)
-    } | ${vsServe} | ${vsParallel} | ${mb(medianOf(contender.runs.map((r) => r.idleMB)))} | ${
-      mb(medianOf(contender.runs.map((r) => r.loadedMB)))
+    } | ${vsServe} | ${vsParallel} | ${mb(median(contender.runs.map((r) => r.idleMB!)))} | ${
+      mb(median(contender.runs.map((r) => r.loadedMB!)))
     } |\n`;
     if (row.contenders.includes(contender)) {
       const ratios = contender.runs.map((run, i) => fmt(run.rps / row.baseline.runs[i].rps));
@@ -311,7 +305,7 @@ for (const row of rows) {
 }
 if (duringSleep) {
   const base = rows.find((row) => row.label === "static GET /")?.baseline.runs;
-  const vs = base ? fmt(duringSleep.rps / median(base).rps) + "×" : "–";
+  const vs = base ? fmt(duringSleep.rps / medianRun(base).rps) + "×" : "–";
   table += `| static GET /, one /sleep blocking a worker | brigade | ${
     Math.round(duringSleep.rps)
   } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${vs} | – | – | – |\n`;

@@ -23,6 +23,7 @@ import {
   supervisedArgs,
   until,
 } from "../tests/_process.ts";
+import { median } from "./_load.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -188,13 +189,9 @@ async function scaling(): Promise<void> {
   console.log("\n| case | processes × workers | req/s (median) | vs 1 process |");
   console.log("| --- | --- | ---: | ---: |");
   for (const [name] of cases) {
-    const median = (key: string) => {
-      const sorted = [...results.get(key)!].sort((a, b) => a - b);
-      return sorted[Math.floor(sorted.length / 2)];
-    };
-    const one = median(`${name} | 1 × 4`);
+    const one = median(results.get(`${name} | 1 × 4`)!);
     for (const [processes, workers] of configs) {
-      const rps = median(`${name} | ${processes} × ${workers}`);
+      const rps = median(results.get(`${name} | ${processes} × ${workers}`)!);
       console.log(
         `| ${name} | ${processes} × ${workers} | ${Math.round(rps)} | ${(rps / one).toFixed(2)}× |`,
       );

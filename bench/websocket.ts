@@ -12,6 +12,7 @@
 
 import { parseArgs } from "node:util";
 import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
+import { median } from "./_load.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -67,11 +68,6 @@ function close(socket: WebSocket): Promise<void> {
   const closed = new Promise<void>((resolve) => socket.onclose = () => resolve());
   socket.close();
   return closed;
-}
-
-function median(values: number[]): number {
-  const sorted = values.toSorted((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 const servers = [
