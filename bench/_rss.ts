@@ -2,28 +2,14 @@
  * Resident memory of a process for the benchmark scripts: {@linkcode RssSampler}
  * samples VmRSS from `/proc/<pid>/status` through a small bash loop (Deno
  * refuses /proc reads without --allow-all, so the scripts need --allow-run
- * instead), plus the {@linkcode within} timeout helper it and they use.
+ * instead).
  *
  * @module
  */
 
-const MB = 1e6;
+import { within } from "../tests/_process.ts";
 
-/**
- * Resolves or rejects as `promise` does, or rejects with "`what` timed out
- * after `ms` ms" if it has not settled by then; leaves no timer behind.
- */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const MB = 1e6;
 
 /**
  * Prints `<EPOCHREALTIME> <VmRSS kB>` of process `$1` every `$2` seconds,
@@ -120,7 +106,7 @@ export class RssSampler {
   static async start(pid: number, everyMs = 50): Promise<RssSampler> {
     const sampler = new RssSampler(pid, everyMs);
     try {
-      await within(sampler.#first.promise, sampler.#waitMs, "first RSS sample");
+      await within(sampler.#first.promise, "first RSS sample", sampler.#waitMs);
     } catch (error) {
       await sampler.stop();
       throw error;
@@ -158,7 +144,7 @@ export class RssSampler {
     const waiter = Promise.withResolvers<number>();
     this.#waiters.push(waiter);
     try {
-      return await within(waiter.promise, this.#waitMs, "next RSS sample");
+      return await within(waiter.promise, "next RSS sample", this.#waitMs);
     } finally {
       const at = this.#waiters.indexOf(waiter);
       if (at >= 0) this.#waiters.splice(at, 1);
@@ -175,7 +161,7 @@ export class RssSampler {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       await this.#child.stdin.close().catch(() => {});
-      await within(this.#child.status, 5000, "RSS sampler exit").catch(() => {
+      await within(this.#child.status, "RSS sampler exit", 5000).catch(() => {
         try {
           this.#child.kill("SIGKILL");
         } catch {

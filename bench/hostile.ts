@@ -37,8 +37,8 @@
 
 import { parseArgs } from "node:util";
 import { type FrameEvent, Framer, type FramingLimits } from "../_server/framing.ts";
-import { brigadeArgs, START_ENV, startServerProcess } from "../tests/_process.ts";
-import { RssSampler, within } from "./_rss.ts";
+import { brigadeArgs, START_ENV, startServerProcess, within } from "../tests/_process.ts";
+import { RssSampler } from "./_rss.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -308,7 +308,7 @@ async function memoryFigure(): Promise<void> {
     }
   } finally {
     server.child.kill("SIGTERM");
-    await within(server.child.status, 15_000, "server exit").catch(() =>
+    await within(server.child.status, "server exit", 15_000).catch(() =>
       server.child.kill("SIGKILL")
     );
     const stderr = (await server.stderr).trim();

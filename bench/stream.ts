@@ -63,8 +63,9 @@ import {
   type ServerProcess,
   START_ENV,
   startServerProcess,
+  within,
 } from "../tests/_process.ts";
-import { RssSampler, within } from "./_rss.ts";
+import { RssSampler } from "./_rss.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -185,8 +186,8 @@ const SERVER_ARGS = brigadeArgs([
 async function startServer(extra: string[]): Promise<Server> {
   const process: ServerProcess = await within(
     startServerProcess([...SERVER_ARGS, ...extra], { env: START_ENV }),
-    30_000,
     "server start",
+    30_000,
   );
   const url = process.url;
   let stopped: Promise<string> | undefined;
@@ -208,7 +209,7 @@ async function startServer(extra: string[]): Promise<Server> {
           // Already exited.
         }
         try {
-          await within(process.child.status, 15_000, "server exit");
+          await within(process.child.status, "server exit", 15_000);
         } catch {
           try {
             process.child.kill("SIGKILL");
@@ -217,8 +218,8 @@ async function startServer(extra: string[]): Promise<Server> {
           }
           await process.child.status;
         }
-        const stderr = await within(process.stderr, 5000, "server stderr").catch(() => "");
-        await within(process.stdout, 5000, "server stdout").catch(() => "");
+        const stderr = await within(process.stderr, "server stderr", 5000).catch(() => "");
+        await within(process.stdout, "server stdout", 5000).catch(() => "");
         return stderr;
       })();
       return stopped;
@@ -371,8 +372,8 @@ function indexOf(buf: Uint8Array, from: number, needle: number[]): number {
 async function connect(server: Server): Promise<Deno.TcpConn> {
   return await within(
     Deno.connect({ hostname: "127.0.0.1", port: server.port }),
-    5000,
     "connect",
+    5000,
   );
 }
 
@@ -382,7 +383,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array, ms = 10_000): Promis
   while (offset < bytes.length) {
     const left = deadline - performance.now();
     if (left <= 0) throw new Error(`write stalled at ${offset}/${bytes.length} bytes`);
-    offset += await within(conn.write(bytes.subarray(offset)), left, "write");
+    offset += await within(conn.write(bytes.subarray(offset)), "write", left);
   }
 }
 
@@ -422,7 +423,7 @@ async function readResponse(conn: Deno.Conn, options: ReadOptions): Promise<Resp
         `response incomplete after ${options.limitMs} ms (${parser.bodyBytes} body bytes)`,
       );
     }
-    const n = await within(conn.read(buf), left, "read");
+    const n = await within(conn.read(buf), "read", left);
     const arrivedAt = Date.now();
     if (n === null) {
       parser.eof();
@@ -489,7 +490,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
   const began = performance.now();
   let failure: string | undefined;
   try {
-    await within(scenario.run(ctx), scenario.limitMs, `scenario ${scenario.name}`);
+    await within(scenario.run(ctx), `scenario ${scenario.name}`, scenario.limitMs);
   } catch (error) {
     failure = (error as Error).message;
     console.log(`      error: ${failure}`);

@@ -149,6 +149,23 @@ export async function startServerProcess(
   };
 }
 
+/**
+ * `promise`, or a rejection after `limitMs`: a safety net so that a broken
+ * server fails a test or a benchmark instead of hanging it. Leaves no timer
+ * behind.
+ */
+export async function within<T>(promise: Promise<T>, what: string, limitMs = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${limitMs} ms`)), limitMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Waits for `condition`, checking every 10 ms; throws after `limitMs`. */
 export async function until(
   condition: () => boolean | Promise<boolean>,

@@ -4,25 +4,14 @@
  * (fragments, bad ones, unmasked ones) and reads exactly what comes back.
  */
 
+import { within } from "./_process.ts";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** The ws: URL of `path` on `server`. */
 export function wsUrl(server: { url: string }, path: string): string {
   return new URL(path, server.url.replace(/^http/, "ws")).href;
-}
-
-/** `promise`, or a rejection after `limitMs`: a safety net so a broken server fails a test instead of hanging it. */
-export async function within<T>(promise: Promise<T>, what: string, limitMs = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${limitMs} ms`)), limitMs);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Deno's WebSocket, with its messages queued and its close as a promise. */

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { serve, type ServeOptions } from "../main.ts";
-import { captureStdout, until } from "./_process.ts";
+import { captureStdout, until, within } from "./_process.ts";
 import { exchange } from "./_http_client.ts";
 import {
   Client,
@@ -15,7 +15,6 @@ import {
   frame,
   HANDSHAKE,
   RawSocket,
-  within,
   wsUrl,
 } from "./_websocket_client.ts";
 
