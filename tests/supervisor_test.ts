@@ -4,6 +4,7 @@ import { ControlConnection, HELLO_LINE } from "../_supervisor/protocol.ts";
 import {
   brigadeArgs,
   serverPids,
+  type ServerProcess,
   START_ENV,
   startServerProcess,
   supervisedArgs,
@@ -27,25 +28,35 @@ async function status(url: string, path = "/"): Promise<number> {
   }
 }
 
+/** Waits until one process other than `old` serves, and the port answers 200. */
+function replaced(server: ServerProcess, old: number, limitMs?: number): Promise<void> {
+  return until(async () => {
+    const pids = await serverPids(server.child.pid);
+    return pids.length === 1 && pids[0] !== old && await status(server.url) === 200;
+  }, limitMs);
+}
+
+/** Stops a supervised server with SIGTERM, checks it exits 0, and returns what it printed. */
+async function stopServer(server: ServerProcess): Promise<{ stdout: string; stderr: string }> {
+  server.child.kill("SIGTERM");
+  assert.equal((await server.child.status).code, 0);
+  const [stdout, stderr] = await Promise.all([server.stdout, server.stderr]);
+  return { stdout, stderr };
+}
+
 Deno.test("the supervisor restarts a server process killed with SIGKILL, on the same port", async () => {
   const server = await supervised(["--workers", "1"]);
   const [first] = await serverPids(server.child.pid);
   assert.ok(first > 0);
   Deno.kill(first, "SIGKILL");
-  await until(async () => {
-    const pids = await serverPids(server.child.pid);
-    return pids.length === 1 && pids[0] !== first && await status(server.url) === 200;
-  });
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
+  await replaced(server, first);
   assert.match(
-    await server.stderr,
+    (await stopServer(server)).stderr,
     new RegExp(
       `^brigade: server process ${first} exited \\(signal SIGKILL\\); restarting in \\d+ ms$`,
       "m",
     ),
   );
-  await server.stdout;
 });
 
 Deno.test("a server process that keeps failing to start again makes the supervisor give up with one line and exit 1", async () => {
@@ -130,9 +141,7 @@ Deno.test("whole-server counters keep dead processes' requests: they never go ba
     const whole = await stats();
     return whole?.processes === 2 && whole.completed >= 5;
   });
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
-  await Promise.all([server.stdout, server.stderr]);
+  await stopServer(server);
 });
 
 Deno.test("a server process with a stuck worker it cannot stop is replaced, and the port keeps answering", async () => {
@@ -144,35 +153,26 @@ Deno.test("a server process with a stuck worker it cannot stop is replaced, and 
     return pids.length === 1 && pids[0] !== old;
   });
   assert.equal(await status(server.url, "/ok"), 200);
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
   assert.match(
-    await server.stderr,
+    (await stopServer(server)).stderr,
     new RegExp(
       `^brigade: replacing server process ${old} in \\d+ ms: 1 stuck worker\\(s\\) were terminated`,
       "m",
     ),
   );
-  await server.stdout;
 });
 
 Deno.test("a server process above --max-rss is replaced, and the supervisor backs off", async () => {
   const server = await supervised(["--workers", "1", "--max-rss", "1"]);
   const [old] = await serverPids(server.child.pid);
-  await until(async () => {
-    const pids = await serverPids(server.child.pid);
-    return pids.length === 1 && pids[0] !== old && await status(server.url) === 200;
-  });
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
+  await replaced(server, old);
   assert.match(
-    await server.stderr,
+    (await stopServer(server)).stderr,
     new RegExp(
       `^brigade: replacing server process ${old} in 100 ms: resident memory \\d+ MB is above --max-rss 0 MB$`,
       "m",
     ),
   );
-  await server.stdout;
 });
 
 Deno.test("without a supervisor, a process with a stuck worker drains and exits 1 for its platform to restart", async () => {
@@ -222,9 +222,7 @@ Deno.test("server processes run with the supervisor's exact flags, deny flags in
     const answer = await (await fetch(server.url)).json();
     assert.equal(answer.secret, "denied");
     assert.notEqual(answer.run, "granted");
-    server.child.kill("SIGTERM");
-    assert.equal((await server.child.status).code, 0);
-    await Promise.all([server.stdout, server.stderr]);
+    await stopServer(server);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -277,26 +275,18 @@ Deno.test("the control port closes connections without the token, and serving go
   assert.equal(await closedAfter("x".repeat(8192)), null, "a long line before hello");
   assert.equal(await closedAfter(""), null, "silence: closed after the hello deadline");
   assert.equal(await status(server.url), 200);
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
-  await Promise.all([server.stdout, server.stderr]);
+  await stopServer(server);
 });
 
 Deno.test("a server process that goes silent (stopped) is killed and restarted", async () => {
   const server = await supervised(["--workers", "1"]);
   const [stopped] = await serverPids(server.child.pid);
   Deno.kill(stopped, "SIGSTOP");
-  await until(async () => {
-    const pids = await serverPids(server.child.pid);
-    return pids.length === 1 && pids[0] !== stopped && await status(server.url) === 200;
-  }, 30_000);
-  server.child.kill("SIGTERM");
-  assert.equal((await server.child.status).code, 0);
+  await replaced(server, stopped, 30_000);
   assert.match(
-    await server.stderr,
+    (await stopServer(server)).stderr,
     new RegExp(`^brigade: server process ${stopped} sent nothing for 10000 ms; killing it$`, "m"),
   );
-  await server.stdout;
 });
 
 Deno.test("a control connection closes on a line longer than its limit, with or without its newline", async () => {
