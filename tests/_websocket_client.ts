@@ -193,6 +193,11 @@ export class RawSocket {
     }
   }
 
+  /** Closes the socket at the end of a `using` scope. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   async #fill(): Promise<boolean> {
     const chunk = new Uint8Array(65536);
     let n: number | null;

@@ -76,17 +76,13 @@ Deno.test("upgradeWebSocket imported from worker.ts works as Deno.upgradeWebSock
 
 Deno.test("the 101 says upgrade: websocket, connection: upgrade and the RFC 6455 accept key", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    assert.match(raw.head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
-    assert.match(raw.head, /\r\nupgrade: websocket\r\n/);
-    assert.match(raw.head, /\r\nconnection: upgrade\r\n/);
-    // RFC 6455 §1.3's own example key and answer.
-    assert.match(raw.head, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/);
-    assert.doesNotMatch(raw.head, /content-length|transfer-encoding/);
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  assert.match(raw.head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  assert.match(raw.head, /\r\nupgrade: websocket\r\n/);
+  assert.match(raw.head, /\r\nconnection: upgrade\r\n/);
+  // RFC 6455 §1.3's own example key and answer.
+  assert.match(raw.head, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/);
+  assert.doesNotMatch(raw.head, /content-length|transfer-encoding/);
 });
 
 Deno.test("the access log has the 101, with the worker that holds the socket", async () => {
@@ -171,34 +167,30 @@ Deno.test("a handler may refuse a handshake with any response, and the connectio
 
 Deno.test("fragments make one message, and a ping between them is answered with its payload", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    await raw.write(frame(TEXT, "Hel", { fin: false }));
-    await raw.write(frame(PING, "are you there"));
-    await raw.write(frame(CONTINUATION, "lo, ", { fin: false }));
-    await raw.write(frame(CONTINUATION, "world"));
-    const pong = await raw.read();
-    assert.deepEqual([pong?.opcode, new TextDecoder().decode(pong?.payload)], [
-      PONG,
-      "are you there",
-    ]);
-    const echo = await raw.read();
-    assert.deepEqual([echo?.opcode, new TextDecoder().decode(echo?.payload)], [
-      TEXT,
-      "Hello, world",
-    ]);
-    // A binary message in fragments, one byte each.
-    await raw.write(frame(BINARY, new Uint8Array([1]), { fin: false }));
-    await raw.write(frame(CONTINUATION, new Uint8Array([2]), { fin: false }));
-    await raw.write(frame(CONTINUATION, new Uint8Array([3])));
-    const binary = await raw.read();
-    assert.deepEqual([binary?.opcode, [...binary!.payload]], [BINARY, [1, 2, 3]]);
-    await raw.write(frame(CLOSE, closePayload(1000)));
-    assert.deepEqual(closeOf(await raw.read()), { code: 1000, reason: "" });
-    assert.ok(await raw.closedByServer());
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  await raw.write(frame(TEXT, "Hel", { fin: false }));
+  await raw.write(frame(PING, "are you there"));
+  await raw.write(frame(CONTINUATION, "lo, ", { fin: false }));
+  await raw.write(frame(CONTINUATION, "world"));
+  const pong = await raw.read();
+  assert.deepEqual([pong?.opcode, new TextDecoder().decode(pong?.payload)], [
+    PONG,
+    "are you there",
+  ]);
+  const echo = await raw.read();
+  assert.deepEqual([echo?.opcode, new TextDecoder().decode(echo?.payload)], [
+    TEXT,
+    "Hello, world",
+  ]);
+  // A binary message in fragments, one byte each.
+  await raw.write(frame(BINARY, new Uint8Array([1]), { fin: false }));
+  await raw.write(frame(CONTINUATION, new Uint8Array([2]), { fin: false }));
+  await raw.write(frame(CONTINUATION, new Uint8Array([3])));
+  const binary = await raw.read();
+  assert.deepEqual([binary?.opcode, [...binary!.payload]], [BINARY, [1, 2, 3]]);
+  await raw.write(frame(CLOSE, closePayload(1000)));
+  assert.deepEqual(closeOf(await raw.read()), { code: 1000, reason: "" });
+  assert.ok(await raw.closedByServer());
 });
 
 Deno.test("the app's close code and reason reach the client", async () => {
@@ -231,49 +223,37 @@ Deno.test("a message over --ws-max-message closes the socket with 1009, and the 
 
 Deno.test("fragments that add up to more than --ws-max-message close with 1009", async () => {
   await using server = await start({ wsMaxMessage: 1024 });
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    await raw.write(frame(BINARY, new Uint8Array(1000), { fin: false }));
-    await raw.write(frame(CONTINUATION, new Uint8Array(25), { fin: false }));
-    await raw.write(frame(CONTINUATION, new Uint8Array(1)));
-    assert.equal(closeOf(await raw.read()).code, 1009);
-    assert.ok(await raw.closedByServer());
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  await raw.write(frame(BINARY, new Uint8Array(1000), { fin: false }));
+  await raw.write(frame(CONTINUATION, new Uint8Array(25), { fin: false }));
+  await raw.write(frame(CONTINUATION, new Uint8Array(1)));
+  assert.equal(closeOf(await raw.read()).code, 1009);
+  assert.ok(await raw.closedByServer());
 });
 
 Deno.test("a text message that is not UTF-8 closes the socket with 1007, and nothing after it is answered", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    // A valid start, then a truncated sequence split across fragments, and
-    // a ping in the same write.
-    await raw.write(frame(TEXT, new Uint8Array([0x68, 0x69, 0xe2, 0x82]), { fin: false }));
-    const last = frame(CONTINUATION, new Uint8Array([0x28]));
-    const ping = frame(PING, "after the error");
-    const both = new Uint8Array(last.length + ping.length);
-    both.set(last);
-    both.set(ping, last.length);
-    await raw.write(both);
-    assert.equal(closeOf(await raw.read()).code, 1007);
-    // No pong: the connection ends right after the close frame.
-    assert.equal(await raw.read(), null);
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  // A valid start, then a truncated sequence split across fragments, and
+  // a ping in the same write.
+  await raw.write(frame(TEXT, new Uint8Array([0x68, 0x69, 0xe2, 0x82]), { fin: false }));
+  const last = frame(CONTINUATION, new Uint8Array([0x28]));
+  const ping = frame(PING, "after the error");
+  const both = new Uint8Array(last.length + ping.length);
+  both.set(last);
+  both.set(ping, last.length);
+  await raw.write(both);
+  assert.equal(closeOf(await raw.read()).code, 1007);
+  // No pong: the connection ends right after the close frame.
+  assert.equal(await raw.read(), null);
 });
 
 Deno.test("an unmasked client frame closes the socket with 1002", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    await raw.write(frame(TEXT, "not masked", { mask: false }));
-    assert.equal(closeOf(await raw.read()).code, 1002);
-    assert.ok(await raw.closedByServer());
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  await raw.write(frame(TEXT, "not masked", { mask: false }));
+  assert.equal(closeOf(await raw.read()).code, 1002);
+  assert.ok(await raw.closedByServer());
 });
 
 Deno.test("protocol errors close with 1002: a stray continuation, a new message inside one, a long ping, a bad code", async () => {
@@ -295,47 +275,35 @@ Deno.test("protocol errors close with 1002: a stray continuation, a new message 
     })()]],
   ];
   for (const [what, frames] of cases) {
-    const raw = await RawSocket.connect(server.addr.port);
-    try {
-      for (const bytes of frames) await raw.write(bytes);
-      assert.equal(closeOf(await raw.read()).code, 1002, what);
-      assert.ok(await raw.closedByServer(), what);
-    } finally {
-      raw.close();
-    }
+    using raw = await RawSocket.connect(server.addr.port);
+    for (const bytes of frames) await raw.write(bytes);
+    assert.equal(closeOf(await raw.read()).code, 1002, what);
+    assert.ok(await raw.closedByServer(), what);
   }
 });
 
 Deno.test("an idle client is pinged after --ws-ping-interval, and cut when it does not answer", async () => {
   await using server = await start({ wsPingInterval: 300 });
   const { name, events } = report();
-  const raw = await RawSocket.connect(server.addr.port, `/report?channel=${name}`);
-  try {
-    const ping = await raw.read();
-    assert.equal(ping?.opcode, PING);
-    // Silent: the server cuts the connection, and the app sees an abnormal close.
-    assert.equal(await raw.read(), null);
-    assert.deepEqual(await events, ["error", "close 1006  false"]);
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port, `/report?channel=${name}`);
+  const ping = await raw.read();
+  assert.equal(ping?.opcode, PING);
+  // Silent: the server cuts the connection, and the app sees an abnormal close.
+  assert.equal(await raw.read(), null);
+  assert.deepEqual(await events, ["error", "close 1006  false"]);
 });
 
 Deno.test("a client that answers pings stays open past several ping intervals", async () => {
   await using server = await start({ wsPingInterval: 200 });
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    for (let i = 0; i < 3; i++) {
-      const ping = await raw.read();
-      assert.equal(ping?.opcode, PING);
-      await raw.write(frame(PONG, ping!.payload));
-    }
-    await raw.write(frame(TEXT, "still here"));
-    const echo = await raw.read();
-    assert.equal(new TextDecoder().decode(echo?.payload), "still here");
-  } finally {
-    raw.close();
+  using raw = await RawSocket.connect(server.addr.port);
+  for (let i = 0; i < 3; i++) {
+    const ping = await raw.read();
+    assert.equal(ping?.opcode, PING);
+    await raw.write(frame(PONG, ping!.payload));
   }
+  await raw.write(frame(TEXT, "still here"));
+  const echo = await raw.read();
+  assert.equal(new TextDecoder().decode(echo?.payload), "still here");
 });
 
 Deno.test("a socket whose worker dies closes with 1011, and the server goes on", async () => {
@@ -369,15 +337,11 @@ Deno.test("server.close() closes open sockets with 1001 and drains without cutti
 
 Deno.test("a client that does not answer the 1001 is cut at --shutdown-timeout", async () => {
   const server = await start({ shutdownTimeout: 300 });
-  const raw = await RawSocket.connect(server.addr.port);
-  try {
-    const report = await server.close();
-    assert.equal(report.cut, 1);
-    assert.equal(closeOf(await raw.read()).code, 1001);
-    assert.equal(await raw.read(), null);
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port);
+  const report = await server.close();
+  assert.equal(report.cut, 1);
+  assert.equal(closeOf(await raw.read()).code, 1001);
+  assert.equal(await raw.read(), null);
 });
 
 Deno.test("an open socket holds no request slot, and --timeout does not apply to it", async () => {
@@ -410,22 +374,18 @@ Deno.test("stats and metrics count open sockets", async () => {
 
 Deno.test("a worker that does not take its messages stops the main thread reading that socket", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port, "/stall");
-  try {
-    await raw.write(frame(TEXT, "stall"));
-    // 32 MiB while the worker's thread is blocked for 2 s: the main thread
-    // reads one window of it, then stops, so the write cannot finish before
-    // the worker wakes and takes what it was sent.
-    const messages = new Uint8Array((32 << 20) + 32 * 14);
-    const one = frame(BINARY, new Uint8Array(1 << 20));
-    for (let i = 0; i < 32; i++) messages.set(one, i * one.length);
-    const written = raw.write(messages).then(() => "written");
-    const awake = raw.read().then((frame) => new TextDecoder().decode(frame?.payload));
-    assert.equal(await Promise.race([written, awake]), "awake");
-    assert.equal(await within(written, "the rest of the write"), "written");
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port, "/stall");
+  await raw.write(frame(TEXT, "stall"));
+  // 32 MiB while the worker's thread is blocked for 2 s: the main thread
+  // reads one window of it, then stops, so the write cannot finish before
+  // the worker wakes and takes what it was sent.
+  const messages = new Uint8Array((32 << 20) + 32 * 14);
+  const one = frame(BINARY, new Uint8Array(1 << 20));
+  for (let i = 0; i < 32; i++) messages.set(one, i * one.length);
+  const written = raw.write(messages).then(() => "written");
+  const awake = raw.read().then((frame) => new TextDecoder().decode(frame?.payload));
+  assert.equal(await Promise.race([written, awake]), "awake");
+  assert.equal(await within(written, "the rest of the write"), "written");
 });
 
 Deno.test("bufferedAmount counts the bytes sent that the main thread has not written, and returns to 0", async () => {
@@ -442,16 +402,12 @@ Deno.test("bufferedAmount counts the bytes sent that the main thread has not wri
 
 Deno.test("an app that sends faster than its client reads is held, then closed with 1008 past 16 MiB", async () => {
   await using server = await start();
-  const raw = await RawSocket.connect(server.addr.port, "/flood");
-  try {
-    // The app queued 1 MiB sends until bufferedAmount passed the limit; the
-    // one already on its way completes, then the close follows.
-    const first = await raw.read();
-    assert.deepEqual([first?.opcode, first?.payload.length], [BINARY, 1 << 20]);
-    assert.equal(closeOf(await raw.read()).code, 1008);
-  } finally {
-    raw.close();
-  }
+  using raw = await RawSocket.connect(server.addr.port, "/flood");
+  // The app queued 1 MiB sends until bufferedAmount passed the limit; the
+  // one already on its way completes, then the close follows.
+  const first = await raw.read();
+  assert.deepEqual([first?.opcode, first?.payload.length], [BINARY, 1 << 20]);
+  assert.equal(closeOf(await raw.read()).code, 1008);
 });
 
 Deno.test("requests that do not ask for an upgrade are unaffected, on the same server", async () => {
