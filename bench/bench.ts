@@ -17,7 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { brigadeArgs, START_ENV } from "../tests/_process.ts";
+import { brigadeArgs, freePort, START_ENV } from "../tests/_process.ts";
 import { haveWrk, median, runWindow, startServer, wrk, type WrkResult } from "./_load.ts";
 
 const { values } = parseArgs({
@@ -178,15 +178,8 @@ async function rssMB(pid: number): Promise<number> {
   return Number(/(\d+)/.exec(new TextDecoder().decode(stdout))?.[1] ?? NaN) / 1000;
 }
 
-/** A port nobody listens on now. */
-function freePort(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  listener.close();
-  return String(listener.addr.port);
-}
-
 async function measure(contender: Contender): Promise<void> {
-  const args = contender.args.map((arg) => arg === "PORT" ? freePort() : arg);
+  const args = contender.args.map((arg) => arg === "PORT" ? String(freePort()) : arg);
   const server = await startServer(args, contender.cwd, contender.env, contender.command);
   const url = new URL(contender.path ?? "", server.url).href;
   try {

@@ -149,6 +149,13 @@ export async function startServerProcess(
   };
 }
 
+/** A port nobody listens on now (for a process that must be told its port). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.close();
+  return listener.addr.port;
+}
+
 /**
  * `promise`, or a rejection after `limitMs`: a safety net so that a broken
  * server fails a test or a benchmark instead of hanging it. Leaves no timer

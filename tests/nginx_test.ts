@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
+import { freePort, until } from "./_process.ts";
 
 const NGINX = "/usr/sbin/nginx";
 const haveNginx = await Deno.stat(NGINX).then(() => true, () => false);
@@ -25,9 +26,7 @@ Deno.test({
     const instances = await Promise.all(
       [0, 1].map(() => serve({ port: 0, workers: 1, accessLog: false, logLevel: "warn" })),
     );
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = probe.addr.port;
-    probe.close();
+    const port = freePort();
     const dir = await Deno.makeTempDir({ prefix: "brigade-nginx-" });
     const block = (await readmeBlock())
       .replace("10.0.0.1:7878", `127.0.0.1:${instances[0].addr.port}`)
@@ -48,10 +47,7 @@ Deno.test({
     const base = `http://127.0.0.1:${port}/`;
     try {
       // nginx is up once it answers.
-      for (let up = false; !up;) {
-        up = await fetch(base).then(async (r) => (await r.body?.cancel(), true), () => false);
-        if (!up) await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await until(() => fetch(base).then(async (r) => (await r.body?.cancel(), true), () => false));
       for (let i = 0; i < 20; i++) {
         const response = await fetch(base);
         assert.equal(response.status, 200);
