@@ -20,6 +20,9 @@ import { parseArgs } from "node:util";
 import { brigadeArgs, freePort, START_ENV } from "../tests/_process.ts";
 import { haveWrk, median, runWindow, startServer, wrk, type WrkResult } from "./_load.ts";
 
+/** The rows this script can run, in order. */
+const CASE_NAMES = ["static", "handler", "cpu10", "file1m", "idle10k", "sleep"];
+
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -29,10 +32,19 @@ const { values } = parseArgs({
     workers: { type: "string", default: "2" },
     "brigade-args": { type: "string", default: "" },
     compare: { type: "string" },
-    cases: { type: "string", default: "static,handler,cpu10,file1m,idle10k,sleep" },
+    cases: { type: "string", default: CASE_NAMES.join(",") },
   },
 });
 const cases = values.cases.split(",");
+const unknown = cases.filter((name) => !CASE_NAMES.includes(name));
+if (unknown.length > 0) {
+  console.error(
+    `Cannot run cases ${unknown.join(", ")}: the cases are ${
+      CASE_NAMES.join(", ")
+    }, received --cases ${values.cases}`,
+  );
+  Deno.exit(2);
+}
 const duration = Number(values.duration);
 const connections = Number(values.connections);
 const rounds = Number(values.rounds);
@@ -175,7 +187,8 @@ for (const name of cases) {
 async function rssMB(pid: number): Promise<number> {
   const { stdout } = await new Deno.Command("grep", { args: ["VmRSS", `/proc/${pid}/status`] })
     .output();
-  return Number(/(\d+)/.exec(new TextDecoder().decode(stdout))?.[1] ?? NaN) / 1000;
+  // VmRSS is in KiB; MB are 10^6 bytes here, as in bench/_rss.ts.
+  return Number(/(\d+)/.exec(new TextDecoder().decode(stdout))?.[1] ?? NaN) * 1024 / 1e6;
 }
 
 async function measure(contender: Contender): Promise<void> {
