@@ -96,12 +96,10 @@ for (const { label, server: name, args, env } of CASES) {
   }
 }
 
-const nproc = await new Deno.Command("nproc", { stdout: "piped" }).output()
-  .then((o) => new TextDecoder().decode(o.stdout).trim(), () => "?");
 console.log(`
 Soak ${
   runWindow(began)
-}, nproc ${nproc}, Deno ${Deno.version.deno}: wrk -t1 -c${CONNECTIONS} -d${duration}s, RSS every ${SAMPLE_MS} ms; brigade with 2 workers, target end ≤ ${LIMIT} × 5 s
+} on ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}: wrk -t1 -c${CONNECTIONS} -d${duration}s, RSS every ${SAMPLE_MS} ms; brigade with 2 workers, target end ≤ ${LIMIT} × 5 s
 
 | case | server | req/s | idle RSS MB | RSS 5 s MB | RSS end MB | peak MB (s into load) | end / 5 s | within 20% | 2 s after MB |
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |
