@@ -263,7 +263,7 @@ interface Task {
   id: number;
   label: string;
   data: unknown;
-  transfer: Transferable[];
+  transfer: Transferable[] | undefined;
   exclusive: boolean;
   onResult: ((value: never) => void) | undefined;
   onError: ((error: unknown) => void) | undefined;
@@ -281,7 +281,7 @@ interface Task {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   /** Messages and credit sent before the task reached a worker. */
-  held: { frame: ToWorker; transfer?: Transferable[] }[];
+  held: { frame: ToWorker; transfer?: Transferable[] }[] | undefined;
   queuedAt: number;
   startedAt: number;
   answered: boolean;
@@ -558,11 +558,12 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * ```
    */
   submit(data: Data, options: RunOptions<Message, Result> = {}): Job<Result> {
+    const now = performance.now();
     const task: Task = {
       id: this.#nextTaskId++,
       label: options.label ?? "",
       data,
-      transfer: options.transfer ?? [],
+      transfer: options.transfer,
       exclusive: options.exclusive ?? false,
       onResult: options.onResult as ((value: never) => void) | undefined,
       onError: options.onError,
@@ -576,8 +577,8 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       onCredit: options.onCredit,
       signal: options.signal,
       onAbort: undefined,
-      held: [],
-      queuedAt: performance.now(),
+      held: undefined,
+      queuedAt: now,
       startedAt: 0,
       answered: false,
       slot: undefined,
@@ -594,7 +595,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       options.signal.addEventListener("abort", task.onAbort, { once: true });
     }
     this.#queue.push(task);
-    this.#pump();
+    this.#pump(now);
     if (task.slot === undefined && !task.settled) this.#startSweeper();
     return job;
   }
@@ -851,7 +852,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * job waiting for an idle worker does not hold up the jobs behind it; they
    * leave the idle workers to it.
    */
-  #pump(): void {
+  #pump(now = performance.now()): void {
     let index = 0;
     let exclusiveWaiting = false;
     while (index < this.#queue.length) {
@@ -865,7 +866,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       }
       if (index === 0) this.#queue.shift();
       else this.#queue.remove(task);
-      this.#assign(slot, task);
+      this.#assign(slot, task, now);
     }
     this.#maybeShutDown();
   }
@@ -883,30 +884,32 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     return best;
   }
 
-  #assign(slot: Slot, task: Task): void {
+  #assign(slot: Slot, task: Task, now: number): void {
     task.slot = slot;
     slot.tasks.set(task.id, task);
     if (task.exclusive) slot.exclusive = true;
-    if (slot.ready) this.#start(slot, task);
+    if (slot.ready) this.#start(slot, task, now);
     // Otherwise it starts when the worker says it is ready.
   }
 
-  #start(slot: Slot, task: Task): void {
-    task.startedAt = performance.now();
+  #start(slot: Slot, task: Task, now: number): void {
+    task.startedAt = now;
     this.#logger.debug?.(`Worker ${slot.id} got a job; executing. (job ${task.id})`);
     slot.channel.send({ type: "run", job: task.id, data: task.data }, task.transfer);
     slot.runEnvelope = slot.channel.sent + 1;
     task.data = undefined;
-    task.transfer = [];
-    for (const { frame, transfer } of task.held) slot.channel.send(frame, transfer);
-    task.held = [];
+    task.transfer = undefined;
+    if (task.held !== undefined) {
+      for (const { frame, transfer } of task.held) slot.channel.send(frame, transfer);
+      task.held = undefined;
+    }
     this.#startSweeper();
   }
 
   #sendTo(task: Task, frame: ToWorker, transfer?: Transferable[]): void {
     if (task.settled) return;
     if (task.slot?.ready && task.startedAt > 0) task.slot.channel.send(frame, transfer);
-    else task.held.push({ frame, transfer });
+    else (task.held ??= []).push({ frame, transfer });
   }
 
   #onEnvelope(slot: Slot, envelope: Envelope<FromWorker>): void {
@@ -926,7 +929,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
         if (slot.firstStart && this.#unstarted > 0 && --this.#unstarted === 0) {
           for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
         }
-        for (const task of slot.tasks.values()) this.#start(slot, task);
+        for (const task of slot.tasks.values()) this.#start(slot, task, now);
         continue;
       }
       if (frame.type === "block") {
@@ -963,16 +966,16 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
         case "done":
           slot.completed++;
           this.#release(slot, task);
-          this.#settle(task, undefined, true, frame.data);
+          this.#settle(task, undefined, true, frame.data, now);
           break;
         case "error":
           slot.failed++;
           this.#release(slot, task);
-          this.#settle(task, deserializeError(frame.error), false);
+          this.#settle(task, deserializeError(frame.error), false, undefined, now);
           break;
       }
     }
-    this.#pump();
+    this.#pump(now);
   }
 
   /** Takes `task` off its worker; the worker may then become idle. */
@@ -996,14 +999,19 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   }
 
   /** Resolves or rejects `task` once, and records its timings. */
-  #settle(task: Task, error: unknown, ok: boolean, value?: unknown): void {
+  #settle(
+    task: Task,
+    error: unknown,
+    ok: boolean,
+    value?: unknown,
+    now = performance.now(),
+  ): void {
     if (task.settled) return;
     task.settled = true;
-    task.held = [];
+    task.held = undefined;
     if (task.onAbort) task.signal!.removeEventListener("abort", task.onAbort);
     // A stream's life says nothing about how long jobs take.
     if (task.startedAt !== 0 && !task.detached) {
-      const now = performance.now();
       const wait = task.startedAt - task.queuedAt;
       const run = now - task.startedAt;
       this.#waitTimes[this.#sampleIndex] = wait;

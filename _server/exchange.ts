@@ -100,8 +100,10 @@ export class Exchange {
   /** Body bytes sent and not yet credited by the worker. */
   #inFlight = 0;
   #bodyEnded = false;
-  /** The body so far, kept while it fits one window, to run the request again. */
-  #replay: Uint8Array[] | undefined = [];
+  /** Whether the request may run again: idempotent, and its body so far fits one window. */
+  #replayable = true;
+  /** The body so far, kept while the request is replayable. */
+  #replay: Uint8Array[] | undefined;
   #replayBytes = 0;
   #replayed = false;
   #cancelled = false;
@@ -205,7 +207,7 @@ export class Exchange {
     this.#start = start;
     if (!start.body) this.#bodyEnded = true;
     // Only an idempotent request may run again; others need no copy of their body.
-    if (!IDEMPOTENT.has(start.method)) this.#replay = undefined;
+    if (!IDEMPOTENT.has(start.method)) this.#replayable = false;
     counters.requests++;
     // A request known to block its worker's thread gets a worker of its own,
     // so the next one waits in the pool's queue, not behind it in a worker.
@@ -223,13 +225,16 @@ export class Exchange {
     if (this.#job === undefined || this.finished || this.#cancelled) return;
     const bytes = view.slice();
     this.#inFlight += bytes.length;
-    if (this.#replay) {
+    if (this.#replayable) {
       this.#replayBytes += bytes.length;
-      if (this.#replayBytes <= REQUEST_WINDOW) this.#replay.push(bytes);
-      else this.#replay = undefined;
+      if (this.#replayBytes <= REQUEST_WINDOW) (this.#replay ??= []).push(bytes);
+      else {
+        this.#replayable = false;
+        this.#replay = undefined;
+      }
     }
     // A copy kept for a replay is cloned into the message; otherwise it moves.
-    this.#job.send({ bytes }, this.#replay ? undefined : [bytes.buffer]);
+    this.#job.send({ bytes }, this.#replayable ? undefined : [bytes.buffer]);
   }
 
   /** The request body is complete. */
@@ -398,7 +403,7 @@ export class Exchange {
     }
     if (
       error instanceof WorkerPoolError && error.code === "worker-exited" && error.shared &&
-      !this.#replayed && this.#replay !== undefined
+      !this.#replayed && this.#replayable
     ) {
       this.#replayed = true;
       // The replay sends the kept body again; the new worker credits it.

@@ -37,24 +37,28 @@ for (const fault of ["crash", "reject", "close", "exit"]) {
   });
 }
 
-Deno.test("a request that kills its worker fails alone: idempotent neighbours on that worker run again", async () => {
+Deno.test("a request that kills its worker fails alone: idempotent neighbours on that worker run again, with their bodies", async () => {
   await using server = await start({ workers: 1 });
   await status(new URL("/ok", server.url)); // the worker is up
-  // Three clients on one worker: two awaiting neighbours, then the killer.
-  const get = status(new URL("/sleep?ms=400", server.url));
-  const post = fetch(new URL("/sleep?ms=400", server.url), { method: "POST", body: "" })
-    .then(async (r) => ({ status: r.status, body: await r.text() }));
-  await until(() => server.stats().running === 2);
+  // Four clients on one worker: three awaiting neighbours, then the killer.
+  const send = (method: string, body?: string) =>
+    fetch(new URL("/sleep?ms=400", server.url), { method, body })
+      .then(async (r) => ({ status: r.status, body: await r.text() }));
+  const get = send("GET");
+  const put = send("PUT", "the PUT's body");
+  const post = send("POST", "");
+  await until(() => server.stats().running === 3);
   const crash = await status(new URL("/crash", server.url));
   assert.deepEqual(
-    [await get, await post, crash].map((r) => [r.status, r.body.trim()]),
+    [await get, await put, await post, crash].map((r) => [r.status, r.body.trim()]),
     [
       [200, "slept"], // run again, alone on a fresh worker
+      [200, "the PUT's body"], // run again with the body it had sent
       [500, "The worker handling this request crashed"], // POST: not run again
       [500, "The worker handling this request crashed"], // the culprit, alone too
     ],
   );
-  assert.equal(server.stats().replaced, 2);
+  assert.equal(server.stats().replaced, 2); // the first death, and the culprit's own
 });
 
 Deno.test("a request that makes its worker stuck fails alone: its stalled neighbour runs again", async () => {
