@@ -131,6 +131,14 @@ export function closeOf(frame: Frame | null): { code: number; reason: string } {
 export const HANDSHAKE = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
+/**
+ * How long {@linkcode RawSocket.closedByServer} waits for the end of the
+ * connection: well under the server's 5 s close timeout, so a server that
+ * leaves the connection open after its close frame, and only cuts it at that
+ * timeout, is caught.
+ */
+export const CLOSED_WITHIN_MS = 2000;
+
 /** A WebSocket over a raw TCP connection. */
 export class RawSocket {
   readonly conn: Deno.Conn;
@@ -166,9 +174,12 @@ export class RawSocket {
     while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset));
   }
 
-  /** The next frame, or `null` once the server has closed the connection. */
-  read(): Promise<Frame | null> {
-    return within(this.#read(), "the next frame");
+  /**
+   * The next frame, or `null` once the server has closed the connection;
+   * rejects if neither comes within `limitMs`.
+   */
+  read(limitMs?: number): Promise<Frame | null> {
+    return within(this.#read(), "the next frame", limitMs);
   }
 
   async #read(): Promise<Frame | null> {
@@ -179,10 +190,16 @@ export class RawSocket {
     }
   }
 
-  /** Whether the server closes the connection (after any frames, which are skipped). */
-  async closedByServer(): Promise<boolean> {
-    while (await this.read() !== null) { /* skip */ }
-    return true;
+  /**
+   * Whether the server ends the connection (after any frames, which are
+   * skipped) within {@linkcode CLOSED_WITHIN_MS}: false if it is still open
+   * then.
+   */
+  closedByServer(): Promise<boolean> {
+    const end = (async () => {
+      while (await this.#read() !== null) { /* skip */ }
+    })();
+    return within(end, "the server's close", CLOSED_WITHIN_MS).then(() => true, () => false);
   }
 
   close(): void {
