@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { START_ENV, START_RUNTIME_FLAGS, startServerProcess } from "./_process.ts";
+import {
+  brigadeArgs,
+  serverPids,
+  type ServerProcess,
+  START_ENV,
+  startServerProcess,
+  supervisedArgs,
+} from "./_process.ts";
 import { serve } from "../main.ts";
 import { FLAGS } from "../_server/flags.ts";
 
@@ -29,9 +36,58 @@ Deno.test("deno task start listens with least privilege, serves /, and exits 0 o
   assert.match(rest, /^Shutting down worker \d+$/m);
 });
 
-Deno.test("tests and benchmarks start brigade with the start task's V8 flags", () => {
-  assert.match(START_ENV.DENO_V8_FLAGS ?? "", /--max-semi-space-size=2/);
-  assert.deepEqual(START_RUNTIME_FLAGS, [`--v8-flags=${START_ENV.DENO_V8_FLAGS}`]);
+/**
+ * The V8 flags process `pid` runs with: its `--v8-flags=` arguments and its
+ * `DENO_V8_FLAGS` (through `cat`: Deno reads `/proc/<pid>` only with `--allow-all`).
+ */
+async function v8FlagsOf(pid: number): Promise<string[]> {
+  const read = async (file: string) => {
+    const { stdout } = await new Deno.Command("cat", { args: [`/proc/${pid}/${file}`] }).output();
+    return new TextDecoder().decode(stdout).split("\0");
+  };
+  const given = [
+    ...(await read("cmdline")).filter((arg) => arg.startsWith("--v8-flags=")),
+    ...(await read("environ")).filter((entry) => entry.startsWith("DENO_V8_FLAGS=")),
+  ].map((text) => text.slice(text.indexOf("=") + 1));
+  return [...new Set(given.flatMap((flags) => flags.split(",")))].sort();
+}
+
+Deno.test("server processes started as the tests and benchmarks start them get the V8 flags deno task start gives its own", async () => {
+  const started: ServerProcess[] = [];
+  const same = async (pid: number | undefined, how: string, expected: string[]) => {
+    assert.ok(pid, `Cannot find the server process started with ${how}, received none`);
+    const flags = await v8FlagsOf(pid);
+    assert.deepEqual(
+      flags,
+      expected,
+      `Cannot give the server process started with ${how} the start task's V8 flags ${
+        JSON.stringify(expected)
+      }, received ${JSON.stringify(flags)}`,
+    );
+  };
+  try {
+    const task = await startServerProcess(["task", "--quiet", "start", "--port", "0", "--quiet"]);
+    started.push(task);
+    const [supervisor] = await serverPids(task.child.pid);
+    const [fromTask] = await serverPids(supervisor);
+    assert.ok(fromTask, "Cannot find deno task start's server process, received none");
+    const expected = await v8FlagsOf(fromTask);
+    const alone = await startServerProcess(brigadeArgs([]));
+    started.push(alone);
+    await same(alone.child.pid, "brigadeArgs()", expected);
+    const supervised = await startServerProcess(supervisedArgs([]), { env: START_ENV });
+    started.push(supervised);
+    await same(
+      (await serverPids(supervised.child.pid))[0],
+      "supervisedArgs() and START_ENV",
+      expected,
+    );
+  } finally {
+    for (const { child, stdout, stderr } of started) {
+      child.kill("SIGTERM");
+      await Promise.all([child.status, stdout, stderr]);
+    }
+  }
 });
 
 Deno.test("a bad flag prints one line and exits 2", async () => {
