@@ -104,6 +104,27 @@ export async function serverPids(supervisor: number): Promise<number[]> {
 }
 
 /**
+ * Whether process `pid` holds a socket listening on TCP `port` on this host,
+ * from `/proc` (through `cat` and `ls`, as {@linkcode serverPids} does).
+ */
+export async function listensOn(pid: number, port: number): Promise<boolean> {
+  const run = async (command: string, args: string[]) => {
+    const { stdout } = await new Deno.Command(command, { args, stderr: "null" }).output();
+    return new TextDecoder().decode(stdout);
+  };
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  // Each row: slot, local address:port, remote address, state (0A: listening), …, inode.
+  const listening = new Set(
+    (await run("cat", ["/proc/net/tcp", "/proc/net/tcp6"])).split("\n")
+      .map((row) => row.trim().split(/\s+/))
+      .filter((fields) => fields[1]?.endsWith(hexPort) && fields[3] === "0A")
+      .map((fields) => fields[9]),
+  );
+  const fds = await run("ls", ["-l", `/proc/${pid}/fd`]);
+  return [...fds.matchAll(/socket:\[(\d+)\]/g)].some(([, inode]) => listening.has(inode));
+}
+
+/**
  * Runs `deno <args>` in the project folder and resolves once it prints its
  * "Listening on URL" line.
  */

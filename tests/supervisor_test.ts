@@ -1,8 +1,10 @@
 /** The supervisor process: restarts, give-up, signals with several processes, recycling. */
 import assert from "node:assert/strict";
 import { ControlConnection, HELLO_LINE } from "../_supervisor/protocol.ts";
+import { exchange } from "./_http_client.ts";
 import {
   brigadeArgs,
+  listensOn,
   serverPids,
   type ServerProcess,
   START_ENV,
@@ -43,6 +45,55 @@ async function stopServer(server: ServerProcess): Promise<{ stdout: string; stde
   const [stdout, stderr] = await Promise.all([server.stdout, server.stderr]);
   return { stdout, stderr };
 }
+
+/** Stops `server` at the end of a scope if the test has not: a failed test leaves no process behind. */
+function stopAtEnd(server: ServerProcess): AsyncDisposable {
+  return {
+    async [Symbol.asyncDispose]() {
+      try {
+        server.child.kill("SIGTERM");
+      } catch {
+        return; // exited already, and was waited for
+      }
+      await Promise.all([server.child.status, server.stdout, server.stderr]);
+    },
+  };
+}
+
+/**
+ * The fault handler, behind a module in a temporary folder that does not
+ * finish loading while a `hold` file is next to it. A server process started
+ * during `hold()` never gets its workers ready, so it cannot listen until
+ * `release()`: what the process it replaces does meanwhile can be seen.
+ */
+async function holdableApp() {
+  const dir = await Deno.makeTempDir({ prefix: "brigade-held-" });
+  const hold = `${dir}/hold`;
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `while (await Deno.stat(${JSON.stringify(hold)}).then(() => true, () => false)) {\n` +
+      "  await new Promise((resolve) => setTimeout(resolve, 20));\n}\n" +
+      `export { default } from ${
+        JSON.stringify(new URL("./fixtures/fault_handler.ts", import.meta.url).href)
+      };\n`,
+  );
+  return {
+    path: `${dir}/app.ts`,
+    hold: () => Deno.writeTextFile(hold, ""),
+    release: () => Deno.remove(hold),
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * Flags for one worker that a request to /spin leaves stuck long enough to
+ * be seen: past --timeout it is pinged, a second later it counts as stuck (the
+ * once-a-second check then finds every worker stuck), and only at twice
+ * --timeout is it terminated.
+ */
+const STUCK_FOR_A_WHILE = ["--workers", "1", "--timeout", "4000", "--handler"];
 
 Deno.test("the supervisor restarts a server process killed with SIGKILL, on the same port", async () => {
   const server = await supervised(["--workers", "1"]);
@@ -316,4 +367,70 @@ Deno.test("a control connection closes on a line longer than its limit, with or 
     client.close();
     assert.deepEqual(messages, []);
   }
+});
+
+Deno.test("with --processes 2, a process whose every worker is stuck stops listening before its successor is up, and the other takes the port", async () => {
+  await using app = await holdableApp();
+  const server = await supervised(["--processes", "2", ...STUCK_FOR_A_WHILE, app.path]);
+  await using _stop = stopAtEnd(server);
+  const port = Number(new URL(server.url).port);
+  const pids = await serverPids(server.child.pid);
+  const listening = async () => {
+    const alive = await serverPids(server.child.pid);
+    const listens = await Promise.all(pids.map((pid) => listensOn(pid, port)));
+    return pids.filter((pid, i) => alive.includes(pid) && listens[i]);
+  };
+  await until(async () => (await listening()).length === 2);
+  await app.hold();
+  // One of the two takes the connection, and its only worker spins.
+  const spin = exchange(port, "GET /spin HTTP/1.1\r\nHost: x\r\n\r\n");
+  await until(async () => (await listening()).length === 1, 20_000).catch(async () => {
+    throw new Error(
+      `Cannot see one of processes ${pids} stop listening while its successor is held, received listeners ${await listening()}`,
+    );
+  });
+  const [other] = await listening();
+  const stuck = pids.find((pid) => pid !== other)!;
+  assert.equal((await spin).responses[0].status, 504);
+  // Every new connection is the other's now, and is served.
+  assert.equal(await status(server.url, "/ok"), 200);
+  await app.release();
+  await until(async () => {
+    const now = await serverPids(server.child.pid);
+    return now.length === 2 && !now.includes(stuck) && await status(server.url, "/ok") === 200;
+  }, 20_000);
+  assert.match(
+    (await stopServer(server)).stderr,
+    new RegExp(
+      `^brigade: replacing server process ${stuck} in \\d+ ms: every worker is stuck$`,
+      "m",
+    ),
+  );
+});
+
+Deno.test("a process alone whose every worker is stuck keeps listening while its successor starts", async () => {
+  await using app = await holdableApp();
+  const server = await supervised(STUCK_FOR_A_WHILE.concat(app.path));
+  await using _stop = stopAtEnd(server);
+  const port = Number(new URL(server.url).port);
+  const [old] = await serverPids(server.child.pid);
+  await app.hold();
+  const spin = exchange(port, "GET /spin HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The successor is started once the process has asked to be replaced (and,
+  // with siblings, would have stopped listening first).
+  await until(async () => (await serverPids(server.child.pid)).length === 2, 20_000);
+  assert.ok(
+    await listensOn(old, port),
+    `Cannot see process ${old} still listen on port ${port}, received no listening socket`,
+  );
+  assert.equal((await spin).responses[0].status, 504);
+  await app.release();
+  await until(async () => {
+    const now = await serverPids(server.child.pid);
+    return now.length === 1 && now[0] !== old && await status(server.url, "/ok") === 200;
+  }, 20_000);
+  assert.match(
+    (await stopServer(server)).stderr,
+    new RegExp(`^brigade: replacing server process ${old} in \\d+ ms: every worker is stuck$`, "m"),
+  );
 });
