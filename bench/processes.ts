@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util";
 import {
   serverPids,
+  type ServerProcess,
   START_ENV,
   startServerProcess,
   supervisedArgs,
@@ -41,6 +42,16 @@ function brigade(flags: string[], env?: Record<string, string>) {
   return startServerProcess(supervisedArgs(["--log-level", "warn", ...flags]), {
     env: { ...START_ENV, ...env },
   });
+}
+
+/** Stops a supervised server and waits for it to exit; one that has exited already is left be. */
+async function stop(server: ServerProcess): Promise<void> {
+  try {
+    server.child.kill("SIGTERM");
+  } catch {
+    // exited already
+  }
+  await server.child.status;
 }
 
 async function alive(pid: number): Promise<boolean> {
@@ -80,23 +91,28 @@ const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function runaway(): Promise<void> {
   const server = await brigade(["--workers", "2", "--timeout", "2000", "--handler", FAULTS]);
-  const [old] = await serverPids(server.child.pid);
-  const probes = probe(server.url);
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  const start = performance.now();
-  const spin = await fetch(new URL("/spin", server.url)).then((r) => r.status, () => 0);
-  await until(async () => !await alive(old), 30_000);
-  const reclaimed = performance.now() - start;
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  await probes.stop();
-  const lost = probes.outcomes.filter((o) => !o.ok).length;
-  console.log(
-    `runaway loop (--timeout 2000): /spin got ${spin}; core reclaimed (old process gone) after ${
-      s(reclaimed)
-    }; probes ${probes.outcomes.length}, lost ${lost}`,
-  );
-  server.child.kill("SIGTERM");
-  await server.child.status;
+  let stopProbes = async () => {};
+  try {
+    const [old] = await serverPids(server.child.pid);
+    const probes = probe(server.url);
+    stopProbes = probes.stop;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const start = performance.now();
+    const spin = await fetch(new URL("/spin", server.url)).then((r) => r.status, () => 0);
+    await until(async () => !await alive(old), 30_000);
+    const reclaimed = performance.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await probes.stop();
+    const lost = probes.outcomes.filter((o) => !o.ok).length;
+    console.log(
+      `runaway loop (--timeout 2000): /spin got ${spin}; core reclaimed (old process gone) after ${
+        s(reclaimed)
+      }; probes ${probes.outcomes.length}, lost ${lost}`,
+    );
+  } finally {
+    await stopProbes();
+    await stop(server);
+  }
 }
 
 async function death(kind: "oom" | "kill9", processes: number): Promise<void> {
@@ -106,50 +122,58 @@ async function death(kind: "oom" | "kill9", processes: number): Promise<void> {
     flags,
     kind === "oom" ? { DENO_V8_FLAGS: "--max-semi-space-size=1,--max-old-space-size=256" } : {},
   );
-  const before = await serverPids(server.child.pid);
-  const probes = probe(server.url);
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  const faultAt = performance.now();
-  let victim: number;
-  if (kind === "kill9") {
-    victim = before[0];
-    Deno.kill(victim, "SIGKILL");
-  } else {
-    // Whichever process takes this connection dies of it.
-    fetch(new URL("/hog", server.url)).then((r) => r.body?.cancel(), () => {});
-    await until(async () =>
-      (await serverPids(server.child.pid)).some((p) => !before.includes(p)) ||
-      (await Promise.all(before.map(alive))).includes(false), 30_000);
-    victim = (await Promise.all(before.map(async (p) => [p, await alive(p)] as const)))
-      .find(([, up]) => !up)?.[0] ?? before[0];
+  let stopProbes = async () => {};
+  try {
+    const before = await serverPids(server.child.pid);
+    const probes = probe(server.url);
+    stopProbes = probes.stop;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const faultAt = performance.now();
+    let victim: number;
+    if (kind === "kill9") {
+      victim = before[0];
+      Deno.kill(victim, "SIGKILL");
+    } else {
+      // Whichever process takes this connection dies of it.
+      fetch(new URL("/hog", server.url)).then((r) => r.body?.cancel(), () => {});
+      await until(
+        async () =>
+          (await serverPids(server.child.pid)).some((p) => !before.includes(p)) ||
+          (await Promise.all(before.map(alive))).includes(false),
+        30_000,
+      );
+      victim = (await Promise.all(before.map(async (p) => [p, await alive(p)] as const)))
+        .find(([, up]) => !up)?.[0] ?? before[0];
+    }
+    await until(async () => !await alive(victim), 30_000);
+    const diedAt = performance.now();
+    await until(async () => {
+      const pids = await serverPids(server.child.pid);
+      return pids.length === processes && !pids.includes(victim);
+    }, 30_000);
+    // Whole again: the full count of processes, and 20 probes in a row answered.
+    await until(() => {
+      const last = probes.outcomes.slice(-20);
+      return last.length === 20 && last.every((o) => o.ok) && last[0].at > diedAt;
+    }, 30_000);
+    const restored = performance.now() - diedAt;
+    await probes.stop();
+    const during = probes.outcomes.filter((o) => o.at >= faultAt);
+    const answered = during.filter((o) => o.ok).length;
+    const refused = during.filter((o) => o.refused).length;
+    console.log(
+      `${kind === "oom" ? "heap exhausted (V8 abort)" : "kill -9"}, ${processes} process${
+        processes > 1 ? "es" : ""
+      }: probes ${during.length}, answered ${(100 * answered / during.length).toFixed(1)}%, lost ${
+        during.length - answered - refused
+      } in flight, refused ${refused} while nothing listened; whole again ${
+        s(restored)
+      } after the death (fault to death ${s(diedAt - faultAt)})`,
+    );
+  } finally {
+    await stopProbes();
+    await stop(server);
   }
-  await until(async () => !await alive(victim), 30_000);
-  const diedAt = performance.now();
-  await until(async () => {
-    const pids = await serverPids(server.child.pid);
-    return pids.length === processes && !pids.includes(victim);
-  }, 30_000);
-  // Whole again: the full count of processes, and 20 probes in a row answered.
-  await until(() => {
-    const last = probes.outcomes.slice(-20);
-    return last.length === 20 && last.every((o) => o.ok) && last[0].at > diedAt;
-  }, 30_000);
-  const restored = performance.now() - diedAt;
-  await probes.stop();
-  const during = probes.outcomes.filter((o) => o.at >= faultAt);
-  const answered = during.filter((o) => o.ok).length;
-  const refused = during.filter((o) => o.refused).length;
-  console.log(
-    `${kind === "oom" ? "heap exhausted (V8 abort)" : "kill -9"}, ${processes} process${
-      processes > 1 ? "es" : ""
-    }: probes ${during.length}, answered ${(100 * answered / during.length).toFixed(1)}%, lost ${
-      during.length - answered - refused
-    } in flight, refused ${refused} while nothing listened; whole again ${
-      s(restored)
-    } after the death (fault to death ${s(diedAt - faultAt)})`,
-  );
-  server.child.kill("SIGTERM");
-  await server.child.status;
 }
 
 async function wrk(url: string, seconds: number): Promise<number> {
@@ -177,12 +201,14 @@ async function scaling(): Promise<void> {
           String(workers),
           ...extra,
         ]);
-        await wrk(server.url, 1); // warm-up
-        const rps = await wrk(server.url, Number(values.duration));
-        const key = `${name} | ${processes} × ${workers}`;
-        results.set(key, [...results.get(key) ?? [], rps]);
-        server.child.kill("SIGTERM");
-        await server.child.status;
+        try {
+          await wrk(server.url, 1); // warm-up
+          const rps = await wrk(server.url, Number(values.duration));
+          const key = `${name} | ${processes} × ${workers}`;
+          results.set(key, [...results.get(key) ?? [], rps]);
+        } finally {
+          await stop(server);
+        }
       }
     }
   }
