@@ -205,125 +205,135 @@ async function measure(contender: Contender): Promise<void> {
   }
 }
 
-for (let round = 0; round < rounds; round++) {
-  for (const row of rows) {
-    // Alternate the order of the brigades so neither always runs second.
-    const order = round % 2 === 0 ? row.contenders : row.contenders.toReversed();
-    await measure(row.baseline);
-    await measure(row.parallel);
-    for (const contender of order) await measure(contender);
-  }
-}
-
-// Memory per idle keep-alive connection: 10,000 clients each make one request and stay.
-const IDLE_CONNECTIONS = 10_000;
-const idleRows: string[] = [];
-if (cases.includes("idle10k")) {
-  const servers: [string, string[], Record<string, string>?][] = [
-    ["Deno.serve", ["run", "--allow-net", "--allow-read", "bench/baseline.ts"]],
-    // brigade closes idle connections after --idle-timeout (5 s); keep them for the count.
-    ["brigade", brigade(["--idle-timeout", "120000", "--max-connections", "20000"]), START_ENV],
-  ];
-  const request = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
-  for (const [name, args, env] of servers) {
-    const server = await startServer(args, undefined, env);
-    const { port } = new URL(server.url);
-    const before = await rssMB(server.pid);
-    const conns: Deno.Conn[] = [];
-    const buffer = new Uint8Array(4096);
-    for (let i = 0; i < IDLE_CONNECTIONS; i += 250) {
-      await Promise.all(Array.from({ length: 250 }, async () => {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
-        conns.push(conn);
-        await conn.write(request);
-        await conn.read(buffer); // the head and (small) body arrive together
-      }));
+// Whatever happens from here on, the 1 MiB file's folder goes.
+try {
+  for (let round = 0; round < rounds; round++) {
+    for (const row of rows) {
+      // Alternate the order of the brigades so neither always runs second.
+      const order = round % 2 === 0 ? row.contenders : row.contenders.toReversed();
+      await measure(row.baseline);
+      await measure(row.parallel);
+      for (const contender of order) await measure(contender);
     }
-    const after = await rssMB(server.pid);
-    for (const conn of conns) conn.close();
-    await server.stop();
-    idleRows.push(
-      `| ${name} | ${before.toFixed(0)} | ${after.toFixed(0)} | ${
-        ((after - before) * 1000 / IDLE_CONNECTIONS).toFixed(1)
-      } |`,
+  }
+
+  // Memory per idle keep-alive connection: 10,000 clients each make one request and stay.
+  const IDLE_CONNECTIONS = 10_000;
+  const idleRows: string[] = [];
+  if (cases.includes("idle10k")) {
+    const servers: [string, string[], Record<string, string>?][] = [
+      ["Deno.serve", ["run", "--allow-net", "--allow-read", "bench/baseline.ts"]],
+      // brigade closes idle connections after --idle-timeout (5 s); keep them for the count.
+      ["brigade", brigade(["--idle-timeout", "120000", "--max-connections", "20000"]), START_ENV],
+    ];
+    const request = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
+    for (const [name, args, env] of servers) {
+      const server = await startServer(args, undefined, env);
+      const conns: Deno.Conn[] = [];
+      try {
+        const { port } = new URL(server.url);
+        const before = await rssMB(server.pid);
+        const buffer = new Uint8Array(4096);
+        for (let i = 0; i < IDLE_CONNECTIONS; i += 250) {
+          await Promise.all(Array.from({ length: 250 }, async () => {
+            const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+            conns.push(conn);
+            await conn.write(request);
+            await conn.read(buffer); // the head and (small) body arrive together
+          }));
+        }
+        const after = await rssMB(server.pid);
+        idleRows.push(
+          `| ${name} | ${before.toFixed(0)} | ${after.toFixed(0)} | ${
+            ((after - before) * 1000 / IDLE_CONNECTIONS).toFixed(1)
+          } |`,
+        );
+      } finally {
+        for (const conn of conns) conn.close();
+        await server.stop();
+      }
+    }
+  }
+
+  // GET / while one /sleep blocks one of the two workers.
+  let duringSleep: WrkResult | undefined;
+  if (cases.includes("sleep")) {
+    const sleepy = await startServer(
+      brigade(["--sleep-ms", String((duration + 3) * 1000)]),
+      undefined,
+      START_ENV,
     );
-  }
-}
-
-// GET / while one /sleep blocks one of the two workers.
-let duringSleep: WrkResult | undefined;
-if (cases.includes("sleep")) {
-  const sleepy = await startServer(
-    brigade(["--sleep-ms", String((duration + 3) * 1000)]),
-    undefined,
-    START_ENV,
-  );
-  await wrk(sleepy.url, 1, connections);
-  const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  duringSleep = await wrk(sleepy.url, duration, connections);
-  await sleeping;
-  await sleepy.stop();
-}
-
-// Deno guards /proc; grep may read it.
-const cpuinfo = await new Deno.Command("grep", { args: ["-m1", "model name", "/proc/cpuinfo"] })
-  .output().then((o) => new TextDecoder().decode(o.stdout), () => "");
-const cpu = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU";
-const fmt = (n: number) => n.toFixed(2);
-const mb = (n: number | undefined) => n === undefined ? "–" : n.toFixed(0);
-let table = `
-Benchmark ${
-  runWindow(began)
-} on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}
-wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
-
-| case | server | req/s | p50 ms | p99 ms | vs Deno.serve | vs --parallel | idle RSS MB | loaded RSS MB |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-`;
-const notes: string[] = [];
-let errors = 0;
-/** The median over rounds of `contender`'s per-round ratio to `base`. */
-const ratio = (contender: Contender, base: Contender) =>
-  median(contender.runs.map((run, i) => run.rps / base.runs[i].rps));
-for (const row of rows) {
-  for (const contender of [row.baseline, row.parallel, ...row.contenders]) {
-    const ours = medianRun(contender.runs);
-    const vsServe = contender === row.baseline
-      ? "1.00×"
-      : `${fmt(ratio(contender, row.baseline))}×`;
-    const vsParallel = contender === row.parallel
-      ? "1.00×"
-      : `${fmt(ratio(contender, row.parallel))}×`;
-    table += `| ${row.label} | ${contender.name} | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${
-      fmt(ours.p99)
-    } | ${vsServe} | ${vsParallel} | ${mb(median(contender.runs.map((r) => r.idleMB!)))} | ${
-      mb(median(contender.runs.map((r) => r.loadedMB!)))
-    } |\n`;
-    if (row.contenders.includes(contender)) {
-      const ratios = contender.runs.map((run, i) => fmt(run.rps / row.baseline.runs[i].rps));
-      notes.push(
-        `${row.label}, ${contender.name}: per-round ratios to Deno.serve ${ratios.join(", ")}`,
-      );
+    try {
+      await wrk(sleepy.url, 1, connections);
+      const sleeping = fetch(new URL("/sleep", sleepy.url)).then((r) => r.text());
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      duringSleep = await wrk(sleepy.url, duration, connections);
+      await sleeping;
+    } finally {
+      await sleepy.stop();
     }
-    errors += contender.runs.reduce((a, r) => a + r.errors, 0);
   }
+
+  // Deno guards /proc; grep may read it.
+  const cpuinfo = await new Deno.Command("grep", { args: ["-m1", "model name", "/proc/cpuinfo"] })
+    .output().then((o) => new TextDecoder().decode(o.stdout), () => "");
+  const cpu = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU";
+  const fmt = (n: number) => n.toFixed(2);
+  const mb = (n: number | undefined) => n === undefined ? "–" : n.toFixed(0);
+  let table = `
+  Benchmark ${
+    runWindow(began)
+  } on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}
+  wrk -t1 -c${connections} -d${duration}s, median of ${rounds} interleaved rounds; brigade with ${values.workers} workers
+
+  | case | server | req/s | p50 ms | p99 ms | vs Deno.serve | vs --parallel | idle RSS MB | loaded RSS MB |
+  | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+  `;
+  const notes: string[] = [];
+  let errors = 0;
+  /** The median over rounds of `contender`'s per-round ratio to `base`. */
+  const ratio = (contender: Contender, base: Contender) =>
+    median(contender.runs.map((run, i) => run.rps / base.runs[i].rps));
+  for (const row of rows) {
+    for (const contender of [row.baseline, row.parallel, ...row.contenders]) {
+      const ours = medianRun(contender.runs);
+      const vsServe = contender === row.baseline
+        ? "1.00×"
+        : `${fmt(ratio(contender, row.baseline))}×`;
+      const vsParallel = contender === row.parallel
+        ? "1.00×"
+        : `${fmt(ratio(contender, row.parallel))}×`;
+      table += `| ${row.label} | ${contender.name} | ${Math.round(ours.rps)} | ${fmt(ours.p50)} | ${
+        fmt(ours.p99)
+      } | ${vsServe} | ${vsParallel} | ${mb(median(contender.runs.map((r) => r.idleMB!)))} | ${
+        mb(median(contender.runs.map((r) => r.loadedMB!)))
+      } |\n`;
+      if (row.contenders.includes(contender)) {
+        const ratios = contender.runs.map((run, i) => fmt(run.rps / row.baseline.runs[i].rps));
+        notes.push(
+          `${row.label}, ${contender.name}: per-round ratios to Deno.serve ${ratios.join(", ")}`,
+        );
+      }
+      errors += contender.runs.reduce((a, r) => a + r.errors, 0);
+    }
+  }
+  if (duringSleep) {
+    const base = rows.find((row) => row.label === "static GET /")?.baseline.runs;
+    const vs = base ? fmt(duringSleep.rps / medianRun(base).rps) + "×" : "–";
+    table += `| static GET /, one /sleep blocking a worker | brigade | ${
+      Math.round(duringSleep.rps)
+    } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${vs} | – | – | – |\n`;
+    errors += duringSleep.errors;
+  }
+  console.log(table);
+  if (idleRows.length > 0) {
+    console.log(`${IDLE_CONNECTIONS} idle keep-alive connections, each after one GET /:\n`);
+    console.log("| server | RSS before MB | RSS with them MB | KB per connection |");
+    console.log("| --- | ---: | ---: | ---: |");
+    console.log(idleRows.join("\n") + "\n");
+  }
+  console.log(notes.join("\n"));
+  console.log(`errors (non-2xx, socket errors): ${errors}`);
+} finally {
+  await new Deno.Command("rm", { args: ["-r", BIG_ROOT] }).output();
 }
-if (duringSleep) {
-  const base = rows.find((row) => row.label === "static GET /")?.baseline.runs;
-  const vs = base ? fmt(duringSleep.rps / medianRun(base).rps) + "×" : "–";
-  table += `| static GET /, one /sleep blocking a worker | brigade | ${
-    Math.round(duringSleep.rps)
-  } | ${fmt(duringSleep.p50)} | ${fmt(duringSleep.p99)} | ${vs} | – | – | – |\n`;
-  errors += duringSleep.errors;
-}
-console.log(table);
-if (idleRows.length > 0) {
-  console.log(`${IDLE_CONNECTIONS} idle keep-alive connections, each after one GET /:\n`);
-  console.log("| server | RSS before MB | RSS with them MB | KB per connection |");
-  console.log("| --- | ---: | ---: | ---: |");
-  console.log(idleRows.join("\n") + "\n");
-}
-console.log(notes.join("\n"));
-console.log(`errors (non-2xx, socket errors): ${errors}`);
-await new Deno.Command("rm", { args: ["-r", BIG_ROOT] }).output();
