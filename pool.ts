@@ -118,7 +118,10 @@ export interface WorkerPoolOptions {
   queueTimeout?: number;
   /**
    * Milliseconds a started job has to answer: to send its first message or
-   * finish. Past it the job is cancelled and rejected with code `"timeout"`.
+   * finish. Past it the job is cancelled and rejected with code `"timeout"`
+   * (within the pool's 100 ms sweep). Jobs that share a worker whose event
+   * loop is stuck are rejected once it is found stuck, with code
+   * `"worker-exited"` and `shared`, since any of them may be the culprit.
    * It is also how long a worker's event loop may go without answering the
    * pool: a worker that cannot answer a ping within it (outside a declared
    * {@linkcode blockThread}) is stuck, and is terminated and replaced.
@@ -1152,21 +1155,28 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     for (const slot of [...this.#slots]) {
       if (slot.tasks.size === 0 || !slot.ready) continue;
       if (slot.pingAt !== 0) {
-        const since = Math.max(slot.pingAt, slot.blockedUntil);
-        if (now - since > timeout) this.#onStuck(slot);
-        continue;
+        if (now - Math.max(slot.pingAt, slot.blockedUntil) > timeout) {
+          this.#onStuck(slot);
+          continue;
+        }
+      } else {
+        let overdue = now - slot.lastHeard > timeout;
+        for (const task of slot.tasks.values()) {
+          if (overdue) break;
+          overdue = !task.settled && !task.answered && this.#overdue(task, now);
+        }
+        if (overdue) {
+          slot.channel.send({ type: "ping" });
+          slot.channel.flush();
+          slot.pingAt = now;
+          slot.pingEnvelope = slot.channel.sent;
+        }
       }
-      let overdue = now - slot.lastHeard > timeout;
-      for (const task of slot.tasks.values()) {
-        if (overdue) break;
-        overdue = !task.settled && !task.answered && this.#overdue(task, now);
-      }
-      if (overdue) {
-        slot.channel.send({ type: "ping" });
-        slot.channel.flush();
-        slot.pingAt = now;
-        slot.pingEnvelope = slot.channel.sent;
-      }
+      // A job past its deadline alone on its worker is the culprit, whether
+      // the worker is stuck or only slow: it fails now, and the ping decides
+      // the worker's fate. Jobs that share a worker (streams included) wait
+      // for that verdict, since any of them may have stalled it.
+      if (slot.tasks.size === 1 && slot.streams.size === 0) this.#expire(slot, now);
     }
     this.#expireQueued(now);
     if (this.#queue.length === 0 && this.#slots.every((slot) => slot.tasks.size === 0)) {

@@ -242,6 +242,35 @@ Deno.test("WorkerPool rejects a job past its deadline with code timeout, aborts 
   assert.equal(pool.stats().replaced, 0);
 });
 
+Deno.test("WorkerPool rejects a job alone on a stuck worker at its deadline, before the worker is found stuck and replaced", async () => {
+  await using pool = faultPool({ size: 1, timeout: 300 });
+  await pool.run({ op: "echo", value: "warm" });
+  const error = await pool.run({ op: "spin" }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "timeout");
+  // The verdict on the worker comes only after its ping goes unanswered for a whole timeout.
+  assert.deepEqual([pool.stats().abandoned, pool.stats().replaced], [0, 0]);
+  await until(() => pool.stats().replaced === 1);
+  assert.equal(pool.stats().abandoned, 1);
+  assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+});
+
+Deno.test("WorkerPool: a job past its deadline on a worker a stream has stalled fails as a possible victim (shared), not as the culprit", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 1, timeout: 300 });
+  const answered = Promise.withResolvers<void>();
+  const stream = pool.submit({ op: "detach" }, { onMessage: () => answered.resolve() });
+  const streamEnd = stream.result.catch((e) => e);
+  await answered.promise;
+  await until(() => pool.stats().streams === 1);
+  const job = pool.run({ op: "sleep", ms: 60_000 }).catch((e) => e);
+  await until(() => pool.stats().running === 1);
+  stream.send("spin");
+  const error = await job;
+  assert.ok(error instanceof WorkerPoolError);
+  assert.deepEqual([error.code, error.shared], ["worker-exited", true]);
+  assert.equal((await streamEnd as WorkerPoolError).code, "worker-exited");
+});
+
 Deno.test("WorkerPool holds messages for a job until it starts, then delivers them in order", async () => {
   await using pool = faultPool({ size: 1, concurrency: 1 });
   const replies: unknown[] = [];
