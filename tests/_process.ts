@@ -165,7 +165,11 @@ export async function startServerProcess(
     stdout,
     stderr,
     async printed(text: string) {
-      while (!out.includes(text)) await new Promise((resolve) => setTimeout(resolve, 5));
+      await until(() => out.includes(text)).catch(() => {
+        throw new Error(
+          `Cannot see ${JSON.stringify(text)} on stdout, received ${JSON.stringify(out)}`,
+        );
+      });
     },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parseFlags, serve } from "../main.ts";
 import { exchange, readResponses } from "./_http_client.ts";
+import { until } from "./_process.ts";
 
 const ROOT = new URL("../static/", import.meta.url).pathname;
 const HELLO = await Deno.readTextFile(`${ROOT}hello.html`);
@@ -80,7 +81,7 @@ Deno.test("GET / completes while /sleep is still running", async () => {
     return response.status;
   });
   // Ask for / only once /sleep is on a worker, so it cannot ride along.
-  while (server.stats().busy === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => server.stats().busy > 0);
   const response = await fetch(server.url);
   assert.equal(await response.text(), HELLO);
   assert.equal(sleepDone, false, "GET / had to wait for /sleep");

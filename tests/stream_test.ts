@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { serve } from "../main.ts";
-import { until } from "./_process.ts";
+import { until, within } from "./_process.ts";
 import { dechunk, exchange, readResponses as readResponsesOf } from "./_http_client.ts";
 
 const HANDLER = new URL("./fixtures/stream_handler.ts", import.meta.url);
@@ -37,7 +37,7 @@ async function readUntil(
     if (Date.now() > deadline) {
       throw new Error(`not done within ${limitMs} ms: ${decoder.decode(bytes)}`);
     }
-    const n = await conn.read(chunk);
+    const n = await within(conn.read(chunk), "a read", Math.max(0, deadline - Date.now()));
     if (n === null) throw new Error(`closed early: ${decoder.decode(bytes)}`);
     const grown = new Uint8Array(bytes.length + n);
     grown.set(bytes);
