@@ -118,9 +118,10 @@ export interface WorkerPoolOptions {
   queueTimeout?: number;
   /**
    * Milliseconds a started job has to answer: to send its first message or
-   * finish. Past it the job is cancelled and rejected with code `"timeout"`
-   * (within the pool's 100 ms sweep). Jobs that share a worker whose event
-   * loop is stuck are rejected once it is found stuck, with code
+   * finish. Past it the job is cancelled and rejected with code `"timeout"`:
+   * within two of the pool's 100 ms sweeps if it is alone on its worker, and
+   * otherwise once the worker answers the pool's ping. Jobs that share a
+   * worker whose event loop turns out stuck are rejected then, with code
    * `"worker-exited"` and `shared`, since any of them may be the culprit.
    * It is also how long a worker's event loop may go without answering the
    * pool: a worker that cannot answer a ping within it (outside a declared
@@ -288,6 +289,8 @@ interface Task {
   queuedAt: number;
   startedAt: number;
   answered: boolean;
+  /** A sweep found it past its deadline and unanswered (alone on its worker); 0 if none has. */
+  lateSince: number;
   slot: Slot | undefined;
   settled: boolean;
 }
@@ -584,6 +587,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       queuedAt: now,
       startedAt: 0,
       answered: false,
+      lateSince: 0,
       slot: undefined,
       settled: false,
     };
@@ -1172,15 +1176,29 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
           slot.pingEnvelope = slot.channel.sent;
         }
       }
-      // A job past its deadline alone on its worker is the culprit, whether
-      // the worker is stuck or only slow: it fails now, and the ping decides
-      // the worker's fate. Jobs that share a worker (streams included) wait
-      // for that verdict, since any of them may have stalled it.
-      if (slot.tasks.size === 1 && slot.streams.size === 0) this.#expire(slot, now);
+      if (slot.tasks.size === 1 && slot.streams.size === 0) this.#expireAlone(slot, now);
     }
     this.#expireQueued(now);
     if (this.#queue.length === 0 && this.#slots.every((slot) => slot.tasks.size === 0)) {
       this.#stopSweeper();
+    }
+  }
+
+  /**
+   * A job past its deadline alone on its worker is the culprit, whether the
+   * worker is stuck or only slow: it fails without waiting for the verdict on
+   * the worker, which the ping still decides. (Jobs that share a worker,
+   * streams included, wait for that verdict, since any of them may have
+   * stalled it.) It fails on the sweep after the one that first found it
+   * late, with the ping still unanswered: after a stall of the main thread,
+   * a timer can fire before an answer that already waits in the port, and
+   * by the next sweep that answer has been read.
+   */
+  #expireAlone(slot: Slot, now: number): void {
+    for (const task of slot.tasks.values()) {
+      if (task.settled || task.answered || !this.#overdue(task, now)) continue;
+      if (task.lateSince !== 0 && slot.pingAt !== 0) this.#expire(slot, now);
+      else task.lateSince = now;
     }
   }
 

@@ -200,6 +200,17 @@ Deno.test("WorkerPool gives no new job to a worker that declared a block", async
   assert.equal(pool.stats().blocked, 0);
 });
 
+Deno.test("WorkerPool fails a job whose declared block outlasts its deadline, and keeps the worker", async () => {
+  await using pool = faultPool({ size: 1, timeout: 300 });
+  await pool.run({ op: "echo", value: "warm" });
+  const error = await pool.run({ op: "block", ms: 1000 }).catch((e) => e);
+  assert.ok(error instanceof WorkerPoolError);
+  assert.equal(error.code, "timeout");
+  // A declared block is not a stuck worker: once it ends, the worker takes jobs again.
+  assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+  assert.deepEqual([pool.stats().replaced, pool.stats().abandoned], [0, 0]);
+});
+
 Deno.test("WorkerPool sends a job past a worker busy in CPU work to one whose event loop is free", async () => {
   await using pool = faultPool({ size: 2, concurrency: 4 });
   // Worker A (the first idle one, worker 0) is stuck in synchronous work it
@@ -253,6 +264,21 @@ Deno.test("WorkerPool rejects a job alone on a stuck worker at its deadline, bef
   await until(() => pool.stats().replaced === 1);
   assert.equal(pool.stats().abandoned, 1);
   assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+});
+
+Deno.test("WorkerPool keeps the answer of a lone job that answered before its deadline, though the main thread read it after", async () => {
+  await using pool = faultPool({ size: 1, timeout: 1000 });
+  await pool.run({ op: "echo", value: "warm" });
+  for (let i = 0; i < 3; i++) {
+    // Answers at about 500 ms; the main thread is then busy from 400 ms to
+    // 1200 ms, so the pool's sweep timer and the answer are both due when it
+    // is free again, and the timer may run first.
+    const job = pool.run({ op: "sleep", ms: 500 }).catch((e) => e);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const end = performance.now() + 800;
+    while (performance.now() < end) { /* a stalled main thread */ }
+    assert.equal(await job, 500, `round ${i}`);
+  }
 });
 
 Deno.test("WorkerPool: a job past its deadline on a worker a stream has stalled fails as a possible victim (shared), not as the culprit", async () => {
