@@ -2,9 +2,9 @@
  * `deno task bench:processes`: what the supervisor buys, in figures.
  *
  * Faults, each under steady probe load (8 clients looping `GET /ok`):
- * - a `while (true) {}` request with `--timeout 2000`: seconds until the
- *   process holding the runaway thread has exited (its core reclaimed), and
- *   probes lost meanwhile;
+ * - a `while (true) {}` request with `--timeout 2000`: seconds until its
+ *   answer, and until the process holding the runaway thread has exited
+ *   (its core reclaimed), and probes lost meanwhile;
  * - a handler that allocates until V8 aborts the process, with 1 and with 2
  *   processes: probes answered, probes lost, and seconds from the death until
  *   service is whole again;
@@ -99,13 +99,16 @@ async function runaway(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const start = performance.now();
     const spin = await fetch(new URL("/spin", server.url)).then((r) => r.status, () => 0);
+    const answered = performance.now() - start;
     await until(async () => !await alive(old), 30_000);
     const reclaimed = performance.now() - start;
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await probes.stop();
     const lost = probes.outcomes.filter((o) => !o.ok).length;
     console.log(
-      `runaway loop (--timeout 2000): /spin got ${spin}; core reclaimed (old process gone) after ${
+      `runaway loop (--timeout 2000): /spin got ${spin} after ${
+        s(answered)
+      }; core reclaimed (old process gone) after ${
         s(reclaimed)
       }; probes ${probes.outcomes.length}, lost ${lost}`,
     );
