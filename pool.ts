@@ -1189,16 +1189,16 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * worker is stuck or only slow: it fails without waiting for the verdict on
    * the worker, which the ping still decides. (Jobs that share a worker,
    * streams included, wait for that verdict, since any of them may have
-   * stalled it.) It fails on the sweep after the one that first found it
-   * late, with the ping still unanswered: after a stall of the main thread,
-   * a timer can fire before an answer that already waits in the port, and
-   * by the next sweep that answer has been read.
+   * stalled it.) It fails a sweep period after a sweep first found it late,
+   * with the ping still unanswered: after a stall of the main thread, timers
+   * (the sweep's too, twice in a row) can run before an answer that already
+   * waits in the port, and a period later that answer has been read.
    */
   #expireAlone(slot: Slot, now: number): void {
     for (const task of slot.tasks.values()) {
       if (task.settled || task.answered || !this.#overdue(task, now)) continue;
-      if (task.lateSince !== 0 && slot.pingAt !== 0) this.#expire(slot, now);
-      else task.lateSince = now;
+      if (task.lateSince === 0) task.lateSince = now;
+      else if (now - task.lateSince >= SWEEP_MS && slot.pingAt !== 0) this.#expire(slot, now);
     }
   }
 
