@@ -54,8 +54,9 @@ export class WorkerPoolError extends Error {
   /** What went wrong, for callers that branch on it. */
   readonly code: WorkerPoolErrorCode;
   /**
-   * For `"worker-exited"`: the worker was running other jobs too, so this
-   * job may be an innocent neighbour of the one that killed it.
+   * For `"worker-exited"`: the worker was running other jobs too, and this
+   * one is, or may be, an innocent neighbour of the one that killed it (the
+   * culprit is known when its code was on the worker's stack).
    */
   readonly shared: boolean;
 
@@ -319,6 +320,8 @@ interface Slot {
   /** Jobs this worker finished, and those that ended in an error. */
   completed: number;
   failed: number;
+  /** The id of the job whose code is on the worker's stack, 0 if none (see `InitMessage`). */
+  onStack: Float64Array;
 }
 
 interface JobOps {
@@ -799,6 +802,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     const id = this.#nextWorkerId++;
     const worker = new Worker(this.#url, { type: "module", name: `worker-${id}` });
     const { port1, port2 } = new MessageChannel();
+    const onStack = new SharedArrayBuffer(Float64Array.BYTES_PER_ELEMENT);
     const slot: Slot = {
       id,
       worker,
@@ -817,6 +821,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       firstStart,
       completed: 0,
       failed: 0,
+      onStack: new Float64Array(onStack),
     };
     slot.channel = new Channel<ToWorker, FromWorker>(port1, (envelope) => {
       this.#onEnvelope(slot, envelope);
@@ -836,6 +841,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       workerId: id,
       port: port2,
       workerData: this.#workerData,
+      onStack,
     };
     worker.postMessage(init, [port2]);
     return slot;
@@ -1101,20 +1107,30 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
         return;
       }
     } else {
-      this.#failAll(tasks, "worker-exited", `worker ${slot.id} died`, cause);
+      this.#failAll(tasks, slot, "worker-exited", `worker ${slot.id} died`, cause);
     }
     this.#replace(slot, `crashed: ${describe(cause)}`);
   }
 
   /**
-   * Fails the jobs of a worker that died or got stuck. A lone job is the
-   * culprit; jobs that shared the worker are marked `shared`, since any one
-   * of them may have done it.
+   * Fails the jobs of a worker that died or got stuck. The culprit is the job
+   * whose code was on the worker's stack, if one was, or else a lone job;
+   * otherwise the jobs that shared the worker are all marked `shared`, since
+   * any one of them may have done it. (A job that stalls its worker after an
+   * `await` runs in a continuation, with no job named on the stack.)
    */
-  #failAll(tasks: Task[], code: WorkerPoolErrorCode, what: string, cause?: unknown): void {
-    const shared = tasks.length > 1;
+  #failAll(
+    tasks: Task[],
+    slot: Slot,
+    code: WorkerPoolErrorCode,
+    what: string,
+    cause?: unknown,
+  ): void {
+    const onStack = slot.onStack[0];
+    const named = onStack !== 0 && tasks.some((task) => task.id === onStack);
     for (const task of tasks) {
       task.slot = undefined;
+      const shared = named ? task.id !== onStack : tasks.length > 1;
       const overdue = !task.answered && this.#overdue(task, performance.now());
       const error = overdue && !shared
         ? new WorkerPoolError(
@@ -1204,7 +1220,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
 
   #onStuck(slot: Slot): void {
     const tasks = takeAll(slot);
-    this.#failAll(tasks, "worker-exited", `worker ${slot.id} stopped responding`);
+    this.#failAll(tasks, slot, "worker-exited", `worker ${slot.id} stopped responding`);
     this.#abandoned++;
     this.#replace(slot, "stopped responding");
     this.#pump();

@@ -49,6 +49,12 @@ export interface InitMessage {
   workerId: number;
   port: MessagePort;
   workerData: unknown;
+  /**
+   * One float the worker keeps set to the id of the job whose code is on
+   * its stack (0 when none is): read by the pool when the worker is stuck or
+   * dead, it names the culprit.
+   */
+  onStack: SharedArrayBuffer;
 }
 
 /** What one side posts on the port: the frames of one event-loop turn. */

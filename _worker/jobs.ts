@@ -98,6 +98,17 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     if (init?.type !== "init") return;
     scope.onmessage = null;
     const jobs = new Map<number, JobRun<Message>>();
+    const onStack = new Float64Array(init.onStack);
+    /** Runs `fn` with job `job` named on the stack, for the pool to find if it never returns. */
+    const as = (job: number, fn: () => void): void => {
+      const outer = onStack[0];
+      onStack[0] = job;
+      try {
+        fn();
+      } finally {
+        onStack[0] = outer;
+      }
+    };
     const app: { handler?: JobHandler<Data, Result, Message> } = {};
     // Envelopes that arrive while setup() is still running wait here.
     const waiting: Envelope<ToWorker>[] = [];
@@ -126,12 +137,16 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     const start = (fn: JobHandler<Data, Result, Message>, job: number, data: unknown) => {
       const run = new JobRun<Message>(job, init.workerId, channel, jobs);
       jobs.set(job, run);
+      const outer = onStack[0];
+      onStack[0] = job;
       try {
         const result = fn(data as Data, run);
         if (result instanceof Promise) result.then((value) => run.done(value), (e) => run.fail(e));
         else run.done(result);
       } catch (error) {
         run.fail(error);
+      } finally {
+        onStack[0] = outer;
       }
     };
 
@@ -143,16 +158,22 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
             started = true;
             start(app.handler!, frame.job, frame.data);
             break;
-          case "message":
-            jobs.get(frame.job)?.onMessage?.(frame.data);
+          case "message": {
+            const run = jobs.get(frame.job);
+            if (run?.onMessage) as(frame.job, () => run.onMessage!(frame.data));
             break;
-          case "credit":
-            jobs.get(frame.job)?.onCredit?.(frame.bytes, frame.buffers ?? []);
+          }
+          case "credit": {
+            const run = jobs.get(frame.job);
+            if (run?.onCredit) as(frame.job, () => run.onCredit!(frame.bytes, frame.buffers ?? []));
             break;
-          case "cancel":
+          }
+          case "cancel": {
             // The job stays until it ends, so the pool learns when its slot is free.
-            jobs.get(frame.job)?.abort(new DOMException(frame.reason, "AbortError"));
+            const run = jobs.get(frame.job);
+            if (run) as(frame.job, () => run.abort(new DOMException(frame.reason, "AbortError")));
             break;
+          }
           case "ping":
             channel.acknowledge();
             break;

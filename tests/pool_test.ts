@@ -281,6 +281,20 @@ Deno.test("WorkerPool keeps the answer of a lone job that answered before its de
   }
 });
 
+Deno.test("WorkerPool names the job whose code stalled a shared worker: it fails alone, its neighbour as a victim", async () => {
+  await using pool = faultPool({ size: 1, concurrency: 2, timeout: 300 });
+  await pool.run({ op: "echo", value: "warm" });
+  const neighbour = pool.run({ op: "sleep", ms: 60_000 }).catch((e) => e);
+  await until(() => pool.stats().running === 1);
+  // Given to the worker only once it has started the neighbour.
+  const culprit = await pool.run({ op: "spin" }).catch((e) => e);
+  assert.ok(culprit instanceof WorkerPoolError);
+  assert.deepEqual([culprit.code, culprit.shared], ["timeout", false]);
+  const victim = await neighbour;
+  assert.ok(victim instanceof WorkerPoolError);
+  assert.deepEqual([victim.code, victim.shared], ["worker-exited", true]);
+});
+
 Deno.test("WorkerPool: a job past its deadline on a worker a stream has stalled fails as a possible victim (shared), not as the culprit", async () => {
   await using pool = faultPool({ size: 1, concurrency: 1, timeout: 300 });
   const answered = Promise.withResolvers<void>();
