@@ -1117,7 +1117,9 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * whose code was on the worker's stack, if one was, or else a lone job;
    * otherwise the jobs that shared the worker are all marked `shared`, since
    * any one of them may have done it. (A job that stalls its worker after an
-   * `await` runs in a continuation, with no job named on the stack.)
+   * `await` runs in a continuation, with no job named on the stack; code a
+   * job runs synchronously for another, such as an event listener, counts as
+   * the first job's.)
    */
   #failAll(
     tasks: Task[],
