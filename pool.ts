@@ -316,6 +316,8 @@ interface Slot {
   /** When an unanswered ping was sent, and the envelope number it went in. */
   pingAt: number;
   pingEnvelope: number;
+  /** When a sweep first found the ping unanswered past `timeout`; 0 if none has. */
+  silentSince: number;
   blockedUntil: number;
   /** Jobs this worker finished, and those that ended in an error. */
   completed: number;
@@ -816,6 +818,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
       seen: 0,
       lastHeard: performance.now(),
       pingAt: 0,
+      silentSince: 0,
       pingEnvelope: 0,
       blockedUntil: 0,
       firstStart,
@@ -933,6 +936,7 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     if (slot.pingAt !== 0 && envelope.seen >= slot.pingEnvelope) {
       // Alive: jobs past their deadline are merely slow, not stuck.
       slot.pingAt = 0;
+      slot.silentSince = 0;
       this.#expire(slot, now);
     }
     for (const frame of envelope.frames) {
@@ -1177,9 +1181,15 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
     for (const slot of [...this.#slots]) {
       if (slot.tasks.size === 0 || !slot.ready) continue;
       if (slot.pingAt !== 0) {
+        // Stuck only a sweep period after a sweep first found the ping
+        // unanswered: an answer may wait in the port behind a stall of the
+        // main thread (see #expireAlone).
         if (now - Math.max(slot.pingAt, slot.blockedUntil) > timeout) {
-          this.#onStuck(slot);
-          continue;
+          if (slot.silentSince === 0) slot.silentSince = now;
+          else if (now - slot.silentSince >= SWEEP_MS) {
+            this.#onStuck(slot);
+            continue;
+          }
         }
       } else {
         let overdue = now - slot.lastHeard > timeout;

@@ -295,6 +295,20 @@ Deno.test("WorkerPool names the job whose code stalled a shared worker: it fails
   assert.deepEqual([victim.code, victim.shared], ["worker-exited", true]);
 });
 
+Deno.test("WorkerPool does not take a worker for stuck when its answer to the ping waited behind a stalled main thread", async () => {
+  await using pool = faultPool({ size: 1, timeout: 300 });
+  await pool.run({ op: "echo", value: "warm" });
+  // Past its deadline at 300 ms, the job is pinged by 400 ms; the worker
+  // answers at 500 ms, while the main thread is busy from 450 ms to 1200 ms.
+  const job = pool.run({ op: "busy", ms: 500 }).catch((e) => e);
+  await new Promise((resolve) => setTimeout(resolve, 450));
+  const end = performance.now() + 750;
+  while (performance.now() < end) { /* a stalled main thread */ }
+  await job;
+  assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
+  assert.deepEqual([pool.stats().replaced, pool.stats().abandoned], [0, 0]);
+});
+
 Deno.test("WorkerPool: a job past its deadline on a worker a stream has stalled fails as a possible victim (shared), not as the culprit", async () => {
   await using pool = faultPool({ size: 1, concurrency: 1, timeout: 300 });
   const answered = Promise.withResolvers<void>();
