@@ -1134,10 +1134,11 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
   ): void {
     const onStack = slot.onStack[0];
     const named = onStack !== 0 && tasks.some((task) => task.id === onStack);
+    const now = performance.now();
     for (const task of tasks) {
       task.slot = undefined;
       const shared = named ? task.id !== onStack : tasks.length > 1;
-      const overdue = !task.answered && this.#overdue(task, performance.now());
+      const overdue = !task.answered && this.#overdue(task, now);
       const error = overdue && !shared
         ? new WorkerPoolError(
           "timeout",
@@ -1223,11 +1224,10 @@ export class WorkerPool<Data = unknown, Result = unknown, Message = unknown> {
    * waits in the port, and a period later that answer has been read.
    */
   #expireAlone(slot: Slot, now: number): void {
-    for (const task of slot.tasks.values()) {
-      if (task.settled || task.answered || !this.#overdue(task, now)) continue;
-      if (task.lateSince === 0) task.lateSince = now;
-      else if (now - task.lateSince >= SWEEP_MS && slot.pingAt !== 0) this.#expire(slot, now);
-    }
+    const [task] = slot.tasks.values();
+    if (task.settled || task.answered || !this.#overdue(task, now)) return;
+    if (task.lateSince === 0) task.lateSince = now;
+    else if (now - task.lateSince >= SWEEP_MS && slot.pingAt !== 0) this.#expire(slot, now);
   }
 
   #onStuck(slot: Slot): void {

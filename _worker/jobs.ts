@@ -137,17 +137,16 @@ export function handleJobs<Data, Result, Message = unknown, WorkerData = unknown
     const start = (fn: JobHandler<Data, Result, Message>, job: number, data: unknown) => {
       const run = new JobRun<Message>(job, init.workerId, channel, jobs);
       jobs.set(job, run);
-      const outer = onStack[0];
-      onStack[0] = job;
-      try {
-        const result = fn(data as Data, run);
-        if (result instanceof Promise) result.then((value) => run.done(value), (e) => run.fail(e));
-        else run.done(result);
-      } catch (error) {
-        run.fail(error);
-      } finally {
-        onStack[0] = outer;
-      }
+      as(job, () => {
+        try {
+          const result = fn(data as Data, run);
+          if (result instanceof Promise) {
+            result.then((value) => run.done(value), (e) => run.fail(e));
+          } else run.done(result);
+        } catch (error) {
+          run.fail(error);
+        }
+      });
     };
 
     const receive = (envelope: Envelope<ToWorker>) => {

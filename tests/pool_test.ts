@@ -275,8 +275,7 @@ Deno.test("WorkerPool keeps the answer of a lone job that answered before its de
     // is free again, and the timer may run first.
     const job = pool.run({ op: "sleep", ms: 500 }).catch((e) => e);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    const end = performance.now() + 800;
-    while (performance.now() < end) { /* a stalled main thread */ }
+    stallMainThread(800);
     assert.equal(await job, 500, `round ${i}`);
   }
 });
@@ -302,8 +301,7 @@ Deno.test("WorkerPool does not take a worker for stuck when its answer to the pi
   // answers at 500 ms, while the main thread is busy from 450 ms to 1200 ms.
   const job = pool.run({ op: "busy", ms: 500 }).catch((e) => e);
   await new Promise((resolve) => setTimeout(resolve, 450));
-  const end = performance.now() + 750;
-  while (performance.now() < end) { /* a stalled main thread */ }
+  stallMainThread(750);
   await job;
   assert.equal(await pool.run({ op: "echo", value: "after" }), "after");
   assert.deepEqual([pool.stats().replaced, pool.stats().abandoned], [0, 0]);
@@ -459,3 +457,9 @@ Deno.test("WorkerPool.ready() rejects at the first start-up failure, with its er
   await assert.rejects(pool.run(1), (error: WorkerPoolError) => error.code === "startup-failed");
   assert.equal(pool.stats().replaced, 0);
 });
+
+/** Keeps this (the main) thread busy for `ms`, as a long GC or a heavy turn would. */
+function stallMainThread(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* busy */ }
+}
